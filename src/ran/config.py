@@ -1,0 +1,108 @@
+"""params.yaml: load, validate against the JSON schema, and resolve profiles and runs.
+
+params.yaml is the single source of truth for the experiment matrix (README, "The workflow"). Everything that reads
+it goes through `load_params`, so a typo is reported once, naming the key, before any job runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+# The schema lives with the workflow (workflow/schemas/); the package is installed editable from the repository.
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
+RUN_DEFAULTS = {"attention": None, "learning": None, "mask": None, "noise": 0.0}
+ATTENTION_DEFAULTS = {"mask": "encoder_decoder"}
+
+
+class ConfigError(ValueError):
+    """params.yaml does not satisfy the schema or the cross-key rules."""
+
+
+def _key_path(path) -> str:
+    return ".".join(str(part) for part in path) or "<top level>"
+
+
+def validate_params(params: dict) -> dict:
+    """Check `params` against the schema and the rules a schema cannot say; return it unchanged."""
+    import jsonschema  # imported here: the CLI's light commands should not pay for it
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: list(e.path))
+    if errors:
+        lines = [f"  {_key_path(e.absolute_path)}: {e.message}" for e in errors]
+        raise ConfigError("params.yaml is invalid:\n" + "\n".join(lines))
+    problems = []
+    if params["profile"] not in params["profiles"]:
+        problems.append(f"  profile: {params['profile']!r} is not one of {sorted(params['profiles'])}")
+    noise = params["label_noise"]
+    for run_id, run in params["runs"].items():
+        level = run.get("noise", 0.0)
+        if level and (run["dataset"] != noise["dataset"] or level not in noise["levels"]):
+            problems.append(
+                f"  runs.{run_id}.noise: {level!r} needs label_noise.dataset == {run['dataset']!r} and the level "
+                f"in label_noise.levels {noise['levels']}"
+            )
+    for name, profile in params["profiles"].items():
+        if profile.get("checkpoint_every", 1) > profile["iterations"]:
+            problems.append(f"  profiles.{name}.checkpoint_every: larger than iterations ({profile['iterations']})")
+    if problems:
+        raise ConfigError("params.yaml is invalid:\n" + "\n".join(problems))
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> dict:
+    """Read and validate a params file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    return validate_params(yaml.safe_load(path.read_text()))
+
+
+def resolve_profile(params: dict, profile: str | None = None) -> dict:
+    """The training section with the profile's overrides applied, plus the profile's own keys and name."""
+    name = profile or params["profile"]
+    if name not in params["profiles"]:
+        raise ConfigError(f"unknown profile {name!r}; params.yaml defines {sorted(params['profiles'])}")
+    return {**params["training"], **params["profiles"][name], "name": name}
+
+
+def run_config(params: dict, run_id: str) -> dict:
+    """One row of `runs` with its defaults filled in and its id attached."""
+    if run_id not in params["runs"]:
+        raise ConfigError(f"unknown run {run_id!r}; params.yaml defines {len(params['runs'])} runs: "
+                          f"{', '.join(sorted(params['runs']))}")
+    row = params["runs"][run_id]
+    defaults = RUN_DEFAULTS if row["network"] == "resnet164" else {**RUN_DEFAULTS, **ATTENTION_DEFAULTS}
+    return {"run": run_id, **defaults, **row, "noise": float(row.get("noise", 0.0))}
+
+
+def all_runs(params: dict) -> list[dict]:
+    """Every run of the matrix, resolved, in params.yaml order."""
+    return [run_config(params, run_id) for run_id in params["runs"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ran runs", description="Validate params.yaml and list its runs.")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--profile", help="profile to resolve (default: the file's `profile` key)")
+    parser.add_argument("--json", action="store_true", help="print runs and the resolved profile as JSON")
+    args = parser.parse_args(argv)
+    try:
+        params = load_params(args.params)
+        profile = resolve_profile(params, args.profile)
+    except ConfigError as error:
+        parser.exit(2, f"ran runs: {error}\n")
+    runs = all_runs(params)
+    if args.json:
+        print(json.dumps({"profile": profile, "seeds": params["seeds"], "runs": runs}, indent=2))
+        return 0
+    print(f"profile {profile['name']}: {profile['iterations']} iterations, data {profile['data']}; "
+          f"{len(runs)} runs x {len(params['seeds'])} seed(s)")
+    for run in runs:
+        details = " ".join(f"{k}={run[k]}" for k in ("network", "attention", "learning", "mask", "noise") if run[k])
+        print(f"  {run['run']:<30} {run['dataset']:<8} {details}")
+    return 0

@@ -1,0 +1,22 @@
+"""Shared test set-up: quiet TensorFlow, a repository root, the real params.yaml."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def params() -> dict:
+    from ran.config import load_params
+
+    return load_params(ROOT / "params.yaml")
