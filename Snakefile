@@ -1,0 +1,27 @@
+# Residual Attention Network on CIFAR: the whole replication as one DAG (docs/workflow.md).
+# params.yaml is the single source of truth; `--config profile=smoke` picks another profile.
+from snakemake.utils import min_version, validate
+
+from ran.config import validate_params
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+# Schema first (names the bad key), then the cross-key rules a schema cannot say; both before any job runs.
+validate(config, "workflow/schemas/params.schema.yaml", set_default=False)  # the schema has no defaults
+validate_params(config)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,39 @@
+"""Paths of the selected profile, wildcard constraints and the targets of `rule all` (docs/architecture.md)."""
+
+PROFILE = config["profile"]
+DATA = f"data/{PROFILE}"
+RESULTS = f"results/{PROFILE}"
+LOGS = f"{RESULTS}/logs"
+RUNS = config["runs"]
+NOISE_DATASET = config["label_noise"]["dataset"]
+NOISY = f"{DATA}/noisy/{NOISE_DATASET}"
+
+
+wildcard_constraints:
+    dataset="|".join(config["datasets"]),
+    run="|".join(RUNS),
+
+
+def prepared_of_run(wildcards):
+    """The prepared dataset that a run trains and is evaluated on."""
+    return f"{DATA}/prepared/{RUNS[wildcards.run]['dataset']}"
+
+
+def run_params(wildcards):
+    """The run's row of params.yaml: a change to it reruns that run only (like DVC's `runs.<run>` params)."""
+    return RUNS[wildcards.run]
+
+
+def every_run(pattern):
+    """`pattern` (with a `{run}` wildcard) expanded over every run of the matrix."""
+    return expand(pattern, run=RUNS)
+
+
+def every_dataset(pattern):
+    """`pattern` (with a `{dataset}` wildcard) expanded over every dataset."""
+    return expand(pattern, dataset=config["datasets"])
+
+
+def final_targets():
+    """What `rule all` asks for: the profile's report, which needs every other output."""
+    return [f"{RESULTS}/report/report.html"]

@@ -1,0 +1,53 @@
+# Data: synthetic archives, downloads, parsed arrays and noisy labels (docs/architecture.md, "Paths").
+
+
+rule synth:
+    output:
+        f"{DATA}/synthetic/{{dataset}}-binary.tar.gz",
+    log:
+        f"{LOGS}/data/synthetic/{{dataset}}.log",
+    params:
+        synthetic=config["synthetic"],
+    shell:
+        "ran synth --params params.yaml --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+
+
+rule download:
+    input:
+        synthetic=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz",
+    output:
+        f"{DATA}/archives/{{dataset}}-binary.tar.gz",
+    log:
+        f"{LOGS}/data/archives/{{dataset}}.log",
+    params:
+        profile=PROFILE,
+        source=lambda wildcards: config["datasets"][wildcards.dataset],
+        data=config["profiles"][PROFILE]["data"],
+    shell:
+        "ran download --params params.yaml --profile {params.profile} --dataset {wildcards.dataset}"
+        " --synthetic {input.synthetic} --out {output} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        f"{DATA}/archives/{{dataset}}-binary.tar.gz",
+    output:
+        directory(f"{DATA}/prepared/{{dataset}}"),
+    log:
+        f"{LOGS}/data/prepared/{{dataset}}.log",
+    shell:
+        "ran prepare --dataset {wildcards.dataset} --archive {input} --out {output} > {log} 2>&1"
+
+
+rule noise:
+    input:
+        f"{DATA}/prepared/{NOISE_DATASET}",
+    output:
+        directory(NOISY),
+    log:
+        f"{LOGS}/data/noisy/{NOISE_DATASET}.log",
+    params:
+        label_noise=config["label_noise"],
+        seeds=config["seeds"],
+    shell:
+        "ran noise --params params.yaml --prepared {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,68 @@
+# Tables, figures and the HTML report of one profile; `snakemake --report` also collects tables and figures.
+
+
+rule tables:
+    input:
+        paper="workflow/resources/paper_results.yaml",
+        metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
+    output:
+        report(
+            directory(f"{RESULTS}/tables"),
+            patterns=["{name}.csv"],
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
+    log:
+        f"{LOGS}/tables.log",
+    params:
+        profile=PROFILE,
+        eval=f"{RESULTS}/eval",
+        runs=RUNS,
+        seeds=config["seeds"],
+    shell:
+        "ran tables --params params.yaml --profile {params.profile} --paper {input.paper} --eval {params.eval}"
+        " --out {output} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        paper="workflow/resources/paper_results.yaml",
+        metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
+        models=every_run(f"{RESULTS}/models/{{run}}"),
+        prepared=every_dataset(f"{DATA}/prepared/{{dataset}}"),
+    output:
+        report(
+            directory(f"{RESULTS}/figures"),
+            patterns=["{name}.png"],
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
+    log:
+        f"{LOGS}/figures.log",
+    params:
+        profile=PROFILE,
+        eval=f"{RESULTS}/eval",
+        models=f"{RESULTS}/models",
+        prepared=f"{DATA}/prepared",
+        runs=RUNS,
+        seeds=config["seeds"],
+    shell:
+        "ran figures --params params.yaml --profile {params.profile} --paper {input.paper} --eval {params.eval}"
+        " --models {params.models} --prepared {params.prepared} --out {output} > {log} 2>&1"
+
+
+rule report:
+    input:
+        notebook="workflow/notebooks/report.ipynb",
+        tables=f"{RESULTS}/tables",
+        figures=f"{RESULTS}/figures",
+    output:
+        f"{RESULTS}/report/report.html",
+    log:
+        f"{LOGS}/report/report.log",
+    params:
+        profile=PROFILE,
+        results=RESULTS,
+    shell:
+        "ran report --params params.yaml --profile {params.profile} --notebook {input.notebook}"
+        " --results {params.results} --out {output} > {log} 2>&1"

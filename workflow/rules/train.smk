@@ -1,0 +1,44 @@
+# Training and evaluation: one job per run; each job loops over params.yaml's `seeds` itself.
+
+
+rule train:
+    input:
+        prepared=prepared_of_run,
+        noisy=NOISY,
+    output:
+        directory(f"{RESULTS}/models/{{run}}"),
+    log:
+        f"{LOGS}/models/{{run}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/models/{{run}}.tsv"
+    params:
+        profile=PROFILE,
+        checkpoints=f"{RESULTS}/checkpoints/{{run}}",  # outside every output: a failed job keeps its checkpoints
+        run=run_params,
+        training={**config["training"], **config["profiles"][PROFILE]},
+        seeds=config["seeds"],
+    resources:
+        gpu=1,
+    shell:
+        "ran train --params params.yaml --profile {params.profile} --run {wildcards.run} --prepared {input.prepared}"
+        " --noisy {input.noisy} --out {output} --checkpoints {params.checkpoints} > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        models=f"{RESULTS}/models/{{run}}",
+        prepared=prepared_of_run,
+    output:
+        metrics=f"{RESULTS}/eval/{{run}}/metrics.json",
+        masks=f"{RESULTS}/eval/{{run}}/masks.npz",
+    log:
+        f"{LOGS}/eval/{{run}}.log",
+    params:
+        out=f"{RESULTS}/eval/{{run}}",
+        run=run_params,
+        seeds=config["seeds"],
+    resources:
+        gpu=1,
+    shell:
+        "ran evaluate --params params.yaml --run {wildcards.run} --models {input.models}"
+        " --prepared {input.prepared} --out {params.out} > {log} 2>&1"
