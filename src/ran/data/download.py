@@ -1,0 +1,257 @@
+"""`ran download`: one verified CIFAR binary archive per dataset, whatever the source.
+
+Sources, in the order they are chosen: `--url` (manual use); the synthetic archive when the profile's `data` is
+`synthetic` (fetched as `file://` and checked against its `.sha256` sidecar, the same code path as a real download);
+`datasets.D.local` (a pre-downloaded archive, fetched the same way, or an extracted folder, which is re-packed into a
+deterministic .tar.gz so later steps see one kind of input); `datasets.D.url`.
+
+A download is written to `OUT.part`, resumed with an HTTP Range request after a dropped connection, retried with
+exponential backoff, checked against the configured md5/sha256 and read through completely (member safety,
+truncation, the expected members) before it is renamed onto OUT. A failed check deletes `OUT.part`; an interrupted
+transfer keeps it for the next attempt. OUT therefore exists only when it is verified.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlparse
+
+from tqdm import tqdm
+
+from ran.data import DataError, local_copy_hint
+from ran.data.archive import CHUNK, file_digests, read_sidecar, write_deterministic_targz
+from ran.data.extract import scan_archive
+from ran.data.layout import LAYOUTS, get_layout
+
+USER_AGENT = "residual-attention-replication/0.1 (+urllib)"
+RETRYABLE_HTTP = {408, 425, 429, 500, 502, 503, 504}
+CHECKSUMS = ("md5", "sha256")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset's archive comes from: a URL (with optional checksums) or an extracted folder."""
+
+    dataset: str
+    url: str | None = None
+    folder: Path | None = None
+    md5: str | None = None
+    sha256: str | None = None
+    origin: str = "the command line"  # where the source was configured, for error messages
+
+    def checksums(self) -> dict[str, str]:
+        return {name: getattr(self, name).lower() for name in CHECKSUMS if getattr(self, name)}
+
+
+class _Incomplete(Exception):
+    """The connection ended before Content-Length bytes arrived (retryable; the .part file is kept)."""
+
+
+def source_from_params(params: dict, dataset: str, profile: dict, synthetic: str | Path | None,
+                       base_dir: str | Path = ".") -> Source:
+    """The source the resolved `profile` and params.yaml's `datasets` section give for `dataset`."""
+    if profile["data"] == "synthetic":
+        if synthetic is None:
+            raise DataError(f"profile {profile['name']!r} uses synthetic data, so `ran download` needs "
+                            f"--synthetic PATH (the archive written by `ran synth`).")
+        path = Path(synthetic).resolve()
+        if not path.is_file():
+            raise DataError(f"synthetic archive {path} not found; write it first with `ran synth --params "
+                            f"params.yaml --dataset {dataset} --out {synthetic}`.")
+        return Source(dataset, url=path.as_uri(), sha256=read_sidecar(path),
+                      origin=f"the synthetic archive of profile {profile['name']!r}")
+    config = params["datasets"][dataset]
+    checksums = {name: config.get(name) for name in CHECKSUMS}
+    if "local" in config:
+        local = Path(config["local"]).expanduser()
+        local = local if local.is_absolute() else Path(base_dir) / local
+        origin = f"datasets.{dataset}.local in params.yaml"
+        if local.is_dir():
+            return Source(dataset, folder=local, origin=origin)
+        if local.is_file():
+            return Source(dataset, url=local.resolve().as_uri(), origin=origin, **checksums)
+        raise DataError(f"datasets.{dataset}.local in params.yaml is {config['local']!r}, but {local} is neither "
+                        f"a file nor a folder; fix the path (relative paths are relative to params.yaml's folder) "
+                        f"or remove the key to download from datasets.{dataset}.url.")
+    return Source(dataset, url=config["url"], origin=f"datasets.{dataset}.url in params.yaml", **checksums)
+
+
+def fetch(url: str, part: Path, *, dataset: str = "D", attempts: int = 5, backoff: float = 1.0,
+          timeout: float = 60.0) -> int:
+    """Download `url` into `part`, resuming what is already there; return the offset the final attempt resumed from.
+
+    Retries dropped connections, timeouts and 408/429/5xx answers, waiting backoff, 2*backoff, 4*backoff, ...
+    """
+    if url.startswith("file:"):
+        path = Path(urllib.request.url2pathname(urlparse(url).path))
+        if not path.is_file():
+            raise DataError(f"cannot read {url}: {path} is not a file.")
+    last_error: BaseException | None = None
+    for attempt in range(1, attempts + 1):
+        try:
+            return _fetch_once(url, part, timeout)
+        except urllib.error.HTTPError as error:
+            if error.code == 416 and part.exists():  # our .part is longer than the file: start again
+                part.unlink()
+            elif error.code not in RETRYABLE_HTTP:
+                raise DataError(f"downloading {url} failed with HTTP {error.code} ({error.reason}); the address may "
+                                f"be wrong or the file moved. {local_copy_hint(dataset)}") from error
+            last_error = error
+        except (urllib.error.URLError, http.client.HTTPException, OSError, _Incomplete) as error:
+            last_error = error
+        if attempt < attempts:
+            delay = backoff * 2 ** (attempt - 1)
+            print(f"download: attempt {attempt}/{attempts} of {url} failed ({last_error}); retrying in {delay:g} s",
+                  file=sys.stderr)
+            time.sleep(delay)
+    kept = f" The {part.stat().st_size} bytes received are kept in {part} and the next run resumes from them." \
+        if part.exists() else ""
+    raise DataError(f"could not download {url} after {attempts} attempts (last error: {last_error}); the host may "
+                    f"be unreachable from this machine.{kept} {local_copy_hint(dataset)}")
+
+
+def _fetch_once(url: str, part: Path, timeout: float) -> int:
+    offset = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if offset and url.startswith(("http:", "https:")):
+        request.add_header("Range", f"bytes={offset}-")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        if response.getcode() == 206:
+            if not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                part.unlink()
+                raise _Incomplete(f"asked for bytes from {offset} but got {response.headers.get('Content-Range')}")
+        else:  # 200 (or file://): the server sends the whole file, so the .part starts over
+            offset = 0
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length is not None else None
+        with open(part, "ab" if offset else "wb") as stream, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, mininterval=1.0,
+            desc=part.name.removesuffix(".part"), leave=False,
+        ) as bar:
+            while chunk := response.read(CHUNK):
+                stream.write(chunk)
+                bar.update(len(chunk))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise _Incomplete(f"connection closed after {size} of {total} bytes")
+    return offset
+
+
+def _verify_checksums(path: Path, source: Source, out: Path) -> None:
+    expected = source.checksums()
+    actual = file_digests(path, tuple(expected))
+    wrong = [f"{name} {expected[name]} but got {actual[name]}" for name in expected if actual[name] != expected[name]]
+    if wrong:
+        raise DataError(f"checksum mismatch for {out} (from {source.url}, configured by {source.origin}): expected "
+                        f"{'; '.join(wrong)}. The download was deleted, so nothing unverified is left behind. The "
+                        f"source is truncated, corrupt or a different file; try again, or fix the checksum if you "
+                        f"changed the source on purpose. {local_copy_hint(source.dataset)}")
+
+
+def download(source: Source, out: str | Path, *, attempts: int = 5, backoff: float = 1.0,
+             timeout: float = 60.0) -> Path:
+    """Fetch, verify and atomically place the archive of `source` at `out`; return `out`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    layout = get_layout(source.dataset)
+    if source.folder is not None:
+        return pack_folder(source.folder, source.dataset, out)
+    expected = source.checksums()
+    if not expected:
+        print(f"download: warning: no md5/sha256 configured for {source.url}; only the archive's structure is "
+              f"checked", file=sys.stderr)
+    if out.is_file() and expected and file_digests(out, tuple(expected)) == expected:
+        print(f"download: {out} is already present and verified", file=sys.stderr)
+        return out
+    out.unlink(missing_ok=True)
+    part = out.with_name(out.name + ".part")
+    resumed_from = fetch(source.url, part, dataset=source.dataset, attempts=attempts, backoff=backoff, timeout=timeout)
+    try:
+        try:
+            _verify_checksums(part, source, out)
+        except DataError:
+            if not resumed_from:
+                raise
+            # The kept .part may come from an older file at the same address: one fresh download settles it.
+            print("download: checksum mismatch after a resumed download; downloading again from the start",
+                  file=sys.stderr)
+            part.unlink()
+            fetch(source.url, part, dataset=source.dataset, attempts=attempts, backoff=backoff, timeout=timeout)
+            _verify_checksums(part, source, out)
+        scan_archive(part, layout.members())
+    except DataError:
+        part.unlink(missing_ok=True)
+        raise
+    os.replace(part, out)
+    print(f"download: {out} verified ({', '.join(expected) or 'structure only'})", file=sys.stderr)
+    return out
+
+
+def pack_folder(folder: str | Path, dataset: str, out: str | Path) -> Path:
+    """Re-pack an extracted CIFAR folder's files into a deterministic archive with the official member names.
+
+    Archive checksums cannot apply to a re-pack; `ran prepare` records the sha256 of every .bin file instead.
+    Accepts the folder that holds `cifar-10-batches-bin/` (or `cifar-100-binary/`) or that folder itself.
+    """
+    layout = get_layout(dataset)
+    folder = Path(folder)
+    files = [*layout.train_files, *layout.test_files, layout.names_file, *filter(None, [layout.coarse_names_file])]
+    for root in (folder / layout.folder, folder):
+        if all((root / file).is_file() for file in files):
+            members = {layout.member(file): root / file for file in files}
+            sha256 = write_deterministic_targz(out, members)
+            print(f"download: packed {root} into {out} (sha256 {sha256})", file=sys.stderr)
+            return Path(out)
+    missing = [file for file in files if not any((root / file).is_file() for root in (folder / layout.folder, folder))]
+    raise DataError(f"folder {folder} is not an extracted {dataset} binary archive: missing {missing} (looked in "
+                    f"{folder / layout.folder} and {folder}). Point datasets.{dataset}.local at the folder that "
+                    f"holds {layout.folder}/ or at the archive itself.")
+
+
+def _hex(length: int):
+    def parse(text: str) -> str:
+        text = text.strip().lower()
+        if len(text) != length or any(c not in "0123456789abcdef" for c in text):
+            raise argparse.ArgumentTypeError(f"expected {length} hex digits, got {text!r}")
+        return text
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ran download", description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--profile", help="profile whose `data` decides official vs synthetic (default: params')")
+    parser.add_argument("--dataset", required=True, choices=sorted(LAYOUTS))
+    parser.add_argument("--synthetic", help="synthetic archive (with .sha256 sidecar) used for synthetic profiles")
+    parser.add_argument("--out", required=True, help="where the verified archive is written")
+    parser.add_argument("--url", help="download from this http(s):// or file:// address instead of params.yaml")
+    parser.add_argument("--md5", type=_hex(32), help="expected md5 of the archive (overrides params.yaml)")
+    parser.add_argument("--sha256", type=_hex(64), help="expected sha256 of the archive (overrides params.yaml)")
+    parser.add_argument("--attempts", type=int, default=5, help="download attempts (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in s (default: %(default)s)")
+    args = parser.parse_args(argv)
+    from ran.config import ConfigError, load_params, resolve_profile
+
+    try:
+        if args.url:
+            if not args.url.startswith(("http://", "https://", "file://")):
+                parser.error(f"--url must start with http://, https:// or file://, got {args.url!r}")
+            source = Source(args.dataset, url=args.url, origin="--url")
+        else:
+            params = load_params(args.params)
+            profile = resolve_profile(params, args.profile)
+            source = source_from_params(params, args.dataset, profile, args.synthetic, Path(args.params).parent)
+        overrides = {name: getattr(args, name) for name in CHECKSUMS if getattr(args, name)}
+        source = replace(source, **overrides)
+        download(source, args.out, attempts=args.attempts, timeout=args.timeout)
+    except (DataError, ConfigError) as error:
+        parser.exit(1, f"ran download: {error}\n")
+    return 0
