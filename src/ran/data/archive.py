@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
+import re
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -61,6 +63,13 @@ def _umask() -> int:
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as temp:
         temp.write_bytes(data)
+
+
+def compact_json(value) -> str:
+    """Indented JSON with every list of scalars on one line (per-class counts stay readable)."""
+    text = json.dumps(value, indent=2)
+    one_line = lambda match: "[" + ", ".join(re.split(r",\n\s*", match.group(1))) + "]"  # noqa: E731
+    return re.sub(r"\[\n\s+([^\[\]{}]*?)\n\s*\]", one_line, text)
 
 
 def sidecar_path(archive: str | Path) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import re
 import sys
 import tempfile
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ran.data import DataError
-from ran.data.archive import atomic_path, sha256_file, write_bytes_atomic
+from ran.data.archive import atomic_path, compact_json, sha256_file, write_bytes_atomic
 from ran.data.extract import safe_extract
 from ran.data.layout import CHANNELS, IMAGE_SIZE, LAYOUTS, SPLITS, CifarLayout, get_layout
 from ran.data.synthetic import SYNTHETIC_HEADER
@@ -129,13 +128,6 @@ def prepare(archive: str | Path, dataset: str, out: str | Path) -> dict:
         _save_npz(out / f"{split}.npz", arrays[split])
     write_bytes_atomic(out / MANIFEST, (compact_json(manifest) + "\n").encode())  # last: marks completion
     return manifest
-
-
-def compact_json(value) -> str:
-    """Indented JSON with every list of scalars on one line (per-class counts stay readable)."""
-    text = json.dumps(value, indent=2)
-    one_line = lambda match: "[" + ", ".join(re.split(r",\n\s*", match.group(1))) + "]"  # noqa: E731
-    return re.sub(r"\[\n\s+([^\[\]{}]*?)\n\s*\]", one_line, text)
 
 
 def _fine_to_coarse(split: dict[str, np.ndarray], num_classes: int, archive: Path) -> list[int]:
