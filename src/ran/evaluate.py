@@ -1,0 +1,173 @@
+"""`ran evaluate`: test error of each seed's final model, per-class error, confusion matrix, soft masks.
+
+    ran evaluate --params params.yaml --run R --models results/P/models/R --prepared data/P/prepared/D \
+        --out results/P/eval/R
+
+The reported error is that of the final weights after the last iteration; the test set never picks a checkpoint
+(SPEC decision 3). Writes `metrics.json` (format in docs/architecture.md) and `masks.npz` (Fig. 1-style masks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+MASK_IMAGES = 8
+MODULE_KEY = re.compile(r"stage(\d+)_module(\d+)")
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int, top5: bool) -> dict:
+    """Top-1 (and top-5) error in %, per-class top-1 error in % (None for an absent class), confusion[true][pred].
+
+    Top-5 counts a sample right when fewer than 5 classes score strictly above its true class (ties favour it).
+    """
+    logits, labels = np.asarray(logits), np.asarray(labels, dtype=np.int64)
+    if logits.shape != (len(labels), num_classes):
+        raise ValueError(f"logits have shape {logits.shape}, expected ({len(labels)}, {num_classes})")
+    if not np.all(np.isfinite(logits)):
+        raise ValueError(f"{int(np.sum(~np.isfinite(logits)))} logits are NaN or Inf: the model is broken")
+    predictions = logits.argmax(axis=1)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    counts = confusion.sum(axis=1)
+    per_class = [100.0 * (count - confusion[c, c]) / count if count else None for c, count in enumerate(counts)]
+    true_scores = logits[np.arange(len(labels)), labels]
+    rank = (logits > true_scores[:, None]).sum(axis=1)  # classes scoring strictly above the true one
+    return {
+        "top1_error_pct": 100.0 * float(np.mean(predictions != labels)),
+        "top5_error_pct": 100.0 * float(np.mean(rank >= 5)) if top5 else None,
+        "per_class_error_pct": per_class,
+        "confusion_matrix": confusion.tolist(),
+        "num_test": len(labels),
+    }
+
+
+def summarise(values: list[float]) -> dict:
+    """Mean, sample standard deviation (0 for one value) and count over seeds."""
+    values = np.asarray(values, dtype=np.float64)
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def load_trained_model(path: str | Path):
+    """A `ran train` model.keras (its custom layers registered first), uncompiled."""
+    import keras
+
+    import ran.train.layers  # noqa: F401  (registers PixelMeanSubtraction, PadCropFlip)
+
+    try:
+        import ran.models  # noqa: F401  (registers the network's layers)
+    except ImportError:
+        pass
+    return keras.saving.load_model(path, compile=False)
+
+
+def inner_network(model):
+    """The network inside the trained model (the one nested keras.Model between input layers and logits)."""
+    import keras
+
+    nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if len(nested) != 1:
+        raise ValueError(f"{model.name} holds {len(nested)} nested networks, expected exactly 1")
+    return nested[0]
+
+
+def mask_arrays(model, images: np.ndarray, soft_masks) -> dict[str, np.ndarray]:
+    """`images` plus every module's channel-mean soft mask `stage{s}_module{m}` (K, h, w), and `stage{s}` = the
+    first module of stage s; K = 0 and no masks for a network without attention modules."""
+    masks = {key: np.asarray(value, dtype=np.float32) for key, value in soft_masks(model, images).items()}
+    if not masks:
+        return {"images": np.zeros((0, *images.shape[1:]), dtype=np.uint8)}
+    arrays = {"images": np.asarray(images, dtype=np.uint8), **masks}
+    firsts = {}
+    for key in masks:
+        match = MODULE_KEY.fullmatch(key)
+        if match and int(match[2]) < firsts.get(match[1], (10**9, ""))[0]:
+            firsts[match[1]] = (int(match[2]), key)
+    arrays |= {f"stage{stage}": masks[key] for stage, (_, key) in firsts.items()}
+    return arrays
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, out: str, profile: str | None = None,
+                 describe=None, soft_masks=None, batch_size: int = 500, progress: bool = True) -> dict:
+    """Evaluate each seed's `model.keras` on the test split; write `metrics.json` and `masks.npz` into `out`."""
+    from tqdm import tqdm
+
+    from ran.data.prepare import load_split
+    from ran.train.run import NUM_CLASSES, describe_network
+
+    describe = describe or describe_network
+    if soft_masks is None:
+        from ran.models import soft_masks
+    images, labels = load_split(prepared, "test")
+    num_classes, per_seed, masks, summary = NUM_CLASSES[run["dataset"]], [], None, {}
+    for seed in tqdm(sorted(seeds), desc=f"evaluate {run['run']}", unit="seed", disable=not progress):
+        seed_dir = Path(models_dir) / f"seed{seed}"
+        for name in ("model.keras", "train.json"):
+            if not (seed_dir / name).is_file():
+                raise FileNotFoundError(f"{seed_dir / name} not found: run `ran train` for {run['run']} seed {seed}")
+        record = json.loads((seed_dir / "train.json").read_text())
+        model = load_trained_model(seed_dir / "model.keras")
+        logits = model.predict(images, batch_size=batch_size, verbose=0)
+        scores = classification_metrics(logits, labels, num_classes, top5=num_classes > 10)
+        per_seed.append({"seed": seed, **scores, "noise_realised": record.get("noise_realised"),
+                         "train_images_per_s": record.get("images_per_s"), "train_wall_s": record.get("train_wall_s")})
+        if masks is None:  # the first (smallest) seed
+            summary = describe(inner_network(model))
+            profile = profile or record.get("training", {}).get("name")
+            masks = mask_arrays(model, images[:MASK_IMAGES], soft_masks)
+    metrics = {
+        "run": run["run"], "profile": profile,
+        "config": {key: run.get(key) for key in ("dataset", "network", "attention", "learning", "mask", "noise")},
+        "params": summary.get("params"), "depth": summary.get("depth"),
+        "top1_error_pct": summarise([s["top1_error_pct"] for s in per_seed]),
+        "top5_error_pct": summarise([s["top5_error_pct"] for s in per_seed]) if num_classes > 10 else None,
+        "seeds": per_seed,
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **masks)
+    _write_atomic(out / "masks.npz", buffer.getvalue())
+    _write_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ran evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--run", required=True, help="run id, a key of `runs` in params.yaml")
+    parser.add_argument("--models", required=True, help="`ran train` output folder (seed{S}/model.keras)")
+    parser.add_argument("--prepared", required=True, help="prepared dataset folder (test.npz)")
+    parser.add_argument("--out", required=True, help="folder for metrics.json and masks.npz")
+    parser.add_argument("--profile", help="profile name for metrics.json (default: the one in train.json)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
+    parser.add_argument("--batch-size", type=int, default=500, help="inference batch (default: %(default)s)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from ran.config import ConfigError, load_params, run_config
+    from ran.data import DataError
+
+    try:
+        params = load_params(args.params)
+        run = run_config(params, args.run)
+        metrics = evaluate_run(run, args.seeds or params["seeds"], args.models, args.prepared, args.out,
+                               profile=args.profile, batch_size=args.batch_size)
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as error:
+        parser.exit(1, f"ran evaluate: {error}\n")
+    top1 = metrics["top1_error_pct"]
+    print(f"evaluate: {run['run']}: top-1 error {top1['mean']:.2f}% ± {top1['std']:.2f} (n={top1['n']})")
+    return 0

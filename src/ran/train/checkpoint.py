@@ -1,0 +1,62 @@
+"""Resumable training state: every model and optimizer variable plus the iteration reached, in one atomic file.
+
+Model variables include the augmentation `SeedGenerator` state and the optimizer's include its iteration counter
+(hence the schedule position); the data order is a function of the iteration (data.py). One checkpoint is kept:
+`state.npz` is replaced atomically, so a kill at any moment leaves the previous complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+STATE_FILE = "state.npz"
+
+
+def atomic_write_bytes(path: Path, write) -> None:
+    """Call `write(file_object)` on a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: dict) -> None:
+    atomic_write_bytes(path, lambda file: file.write((json.dumps(data, indent=2) + "\n").encode()))
+
+
+def save_state(directory: Path, model, optimizer, meta: dict) -> None:
+    """Write `state.npz`: variables in creation order (stable for a model rebuilt from the same config)."""
+    arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
+    arrays |= {f"optimizer_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    atomic_write_bytes(Path(directory) / STATE_FILE, lambda file: np.savez(file, **arrays))
+
+
+def load_state(directory: Path, model, optimizer) -> dict | None:
+    """Restore variables from `state.npz` if there is one; return its meta (None when starting fresh)."""
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as data:
+        meta = json.loads(data["meta"].tobytes().decode())
+        for prefix, variables in (("model", model.variables), ("optimizer", optimizer.variables)):
+            stored = sorted(key for key in data.files if key.startswith(prefix + "_"))
+            if len(stored) != len(variables):
+                raise ValueError(f"checkpoint {path} holds {len(stored)} {prefix} variables but the rebuilt "
+                                 f"{prefix} has {len(variables)}; it belongs to another configuration: delete it")
+            for key, variable in zip(stored, variables, strict=True):
+                variable.assign(data[key])
+    return meta

@@ -1,0 +1,115 @@
+"""`ran train`: train every seed of one run of params.yaml into `OUT/seed{S}/` (Sec. 4.1 protocol, resumable).
+
+    ran train --params params.yaml --profile P --run R --prepared data/P/prepared/D \
+        --noisy data/P/noisy/D --out results/P/models/R --checkpoints results/P/checkpoints/R
+
+Seeds run one after another; a seed whose `train.json` already records the same configuration is skipped, and an
+interrupted seed resumes from `--checkpoints DIR/seed{S}/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+def network_factory(run: dict, weight_decay: float):
+    """A zero-argument builder of the run's network (called under the training dtype policy)."""
+    from ran.models import build_network
+
+    def build():
+        return build_network(run["network"], NUM_CLASSES[run["dataset"]], attention=run["attention"],
+                             learning=run["learning"], mask=run["mask"], weight_decay=weight_decay)
+
+    return build
+
+
+def describe_network(network) -> dict:
+    """Parameter count and depth of the bare network (not the input layers around it)."""
+    from ran.models import count_params, network_depth
+
+    return {"params": int(count_params(network)), "depth": int(network_depth(network))}
+
+
+def training_labels(run: dict, labels, noisy_dir: str | None, seed: int):
+    """Clean labels, or the noisy labels of (noise level, seed) with their realised fraction (SPEC decision 4)."""
+    if not run["noise"]:
+        return labels, None
+    from ran.data.noise import load_noisy_labels, noisy_labels_path
+
+    if noisy_dir is None:
+        raise ValueError(f"run {run['run']!r} has label noise {run['noise']}: pass --noisy with `ran noise`'s folder")
+    noisy = load_noisy_labels(noisy_dir, run["noise"], seed)
+    if len(noisy) != len(labels):
+        raise ValueError(f"noisy labels for seed {seed} hold {len(noisy)} entries, the training set {len(labels)}")
+    summary = json.loads(noisy_labels_path(noisy_dir, run["noise"], seed).with_suffix(".json").read_text())
+    return noisy, float(summary["realised_fraction"])
+
+
+def is_finished(seed_dir: Path, run: dict, training: dict) -> bool:
+    """True when `train.json` exists and records this very run and training configuration."""
+    path = seed_dir / "train.json"
+    if not (path.is_file() and (seed_dir / "model.keras").is_file()):
+        return False
+    done = json.loads(path.read_text())
+    same_run = all(done.get(key) == value for key, value in run.items())
+    return same_run and done.get("training") == json.loads(json.dumps(training))
+
+
+def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy: str | None, out: str,
+              checkpoints: str, build=network_factory, describe=describe_network, progress: bool = True) -> list[dict]:
+    """Train each seed of `run`; return the train.json records (finished seeds are read back, not retrained)."""
+    from ran.data.prepare import load_split
+    from ran.train.loop import train_seed
+
+    if run["dataset"] not in NUM_CLASSES:
+        raise ValueError(f"dataset must be one of {sorted(NUM_CLASSES)}, got {run['dataset']!r}")
+    images, clean = load_split(prepared, "train")
+    records = []
+    for seed in seeds:
+        seed_dir = Path(out) / f"seed{seed}"
+        if is_finished(seed_dir, run, training):
+            print(f"train: {run['run']} seed {seed} already finished in {seed_dir}; skipped", file=sys.stderr)
+            records.append(json.loads((seed_dir / "train.json").read_text()))
+            continue
+        labels, realised = training_labels(run, clean, noisy, seed)
+        records.append(train_seed(build(run, training["weight_decay"]), images, labels, training, seed, seed_dir,
+                                  Path(checkpoints) / f"seed{seed}", record={**run, "noise_realised": realised},
+                                  describe=describe, progress=progress))
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ran train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
+    parser.add_argument("--profile", help="profile (default: the params file's `profile` key)")
+    parser.add_argument("--run", required=True, help="run id, a key of `runs` in params.yaml")
+    parser.add_argument("--prepared", required=True, help="prepared dataset folder (train.npz)")
+    parser.add_argument("--noisy", help="`ran noise` output folder (needed by runs with label noise)")
+    parser.add_argument("--out", required=True, help="run folder: seed{S}/model.keras, train.json, live/")
+    parser.add_argument("--checkpoints", required=True, help="checkpoint folder (seed{S}/), removed when done")
+    parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from ran.config import ConfigError, load_params, resolve_profile, run_config
+    from ran.data import DataError
+    from ran.train.loop import TrainingDiverged
+
+    try:
+        params = load_params(args.params)
+        training, run = resolve_profile(params, args.profile), run_config(params, args.run)
+        records = train_run(run, training, args.seeds or params["seeds"], args.prepared, args.noisy, args.out,
+                            args.checkpoints, progress=not args.no_progress)
+    except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged) as error:
+        parser.exit(1, f"ran train: {error}\n")
+    for record in records:
+        print(f"train: {run['run']} seed {record['seed']}: final train loss {record['final_train_loss']:.4f}, "
+              f"{record['images_per_s']:.1f} images/s over {record['train_wall_s']:.0f} s")
+    return 0
