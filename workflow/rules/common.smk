@@ -1,4 +1,6 @@
-"""Paths of the selected profile, wildcard constraints and the targets of `rule all` (docs/architecture.md)."""
+"""Paths of the selected profile, wildcard constraints and the final target (docs/architecture.md)."""
+
+from pathlib import Path
 
 PROFILE = config["profile"]
 DATA = f"data/{PROFILE}"
@@ -35,5 +37,10 @@ def every_dataset(pattern):
 
 
 def final_targets():
-    """What `rule all` asks for: the profile's report, which needs every other output."""
+    """The final target, the profile's report, which needs every other output."""
     return [f"{RESULTS}/report/report.html"]
+
+
+def parent(path, levels=1):
+    """The folder `levels` above `path`: commands take folders whose files the rules list one by one."""
+    return str(Path(path).parents[levels - 1])

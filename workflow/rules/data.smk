@@ -6,6 +6,8 @@ rule synth:
         f"{DATA}/synthetic/{{dataset}}-binary.tar.gz",
     log:
         f"{LOGS}/data/synthetic/{{dataset}}.log",
+    conda:
+        "../envs/ran.yaml"
     params:
         synthetic=config["synthetic"],
     shell:
@@ -19,6 +21,8 @@ rule download:
         f"{DATA}/archives/{{dataset}}-binary.tar.gz",
     log:
         f"{LOGS}/data/archives/{{dataset}}.log",
+    conda:
+        "../envs/ran.yaml"
     params:
         profile=PROFILE,
         source=lambda wildcards: config["datasets"][wildcards.dataset],
@@ -35,6 +39,8 @@ rule prepare:
         directory(f"{DATA}/prepared/{{dataset}}"),
     log:
         f"{LOGS}/data/prepared/{{dataset}}.log",
+    conda:
+        "../envs/ran.yaml"
     shell:
         "ran prepare --dataset {wildcards.dataset} --archive {input} --out {output} > {log} 2>&1"
 
@@ -46,6 +52,8 @@ rule noise:
         directory(NOISY),
     log:
         f"{LOGS}/data/noisy/{NOISE_DATASET}.log",
+    conda:
+        "../envs/ran.yaml"
     params:
         label_noise=config["label_noise"],
         seeds=config["seeds"],

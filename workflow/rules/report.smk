@@ -14,9 +14,11 @@ rule tables:
         ),
     log:
         f"{LOGS}/tables.log",
+    conda:
+        "../envs/ran.yaml"
     params:
         profile=PROFILE,
-        eval=f"{RESULTS}/eval",
+        eval=lambda wildcards, input: parent(input.metrics[0], 2),
         runs=RUNS,
         seeds=config["seeds"],
     shell:
@@ -39,11 +41,13 @@ rule figures:
         ),
     log:
         f"{LOGS}/figures.log",
+    conda:
+        "../envs/ran.yaml"
     params:
         profile=PROFILE,
-        eval=f"{RESULTS}/eval",
-        models=f"{RESULTS}/models",
-        prepared=f"{DATA}/prepared",
+        eval=lambda wildcards, input: parent(input.metrics[0], 2),
+        models=lambda wildcards, input: parent(input.models[0]),
+        prepared=lambda wildcards, input: parent(input.prepared[0]),
         runs=RUNS,
         seeds=config["seeds"],
     shell:
@@ -60,9 +64,11 @@ rule report:
         f"{RESULTS}/report/report.html",
     log:
         f"{LOGS}/report/report.log",
+    conda:
+        "../envs/ran.yaml"
     params:
         profile=PROFILE,
-        results=RESULTS,
+        results=lambda wildcards, output: parent(output[0], 2),
     shell:
         "ran report --params params.yaml --profile {params.profile} --notebook {input.notebook}"
         " --results {params.results} --out {output} > {log} 2>&1"

@@ -9,6 +9,8 @@ rule train:
         directory(f"{RESULTS}/models/{{run}}"),
     log:
         f"{LOGS}/models/{{run}}.log",
+    conda:
+        "../envs/ran.yaml"
     benchmark:
         f"{RESULTS}/benchmarks/models/{{run}}.tsv"
     params:
@@ -33,8 +35,10 @@ rule evaluate:
         masks=f"{RESULTS}/eval/{{run}}/masks.npz",
     log:
         f"{LOGS}/eval/{{run}}.log",
+    conda:
+        "../envs/ran.yaml"
     params:
-        out=f"{RESULTS}/eval/{{run}}",
+        out=lambda wildcards, output: parent(output.metrics),
         run=run_params,
         seeds=config["seeds"],
     resources:
