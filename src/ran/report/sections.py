@@ -1,0 +1,109 @@
+"""HTML pieces of the report notebook (workflow/notebooks/report.ipynb): banner, tables, figures, lists.
+
+The notebook stays a thin sequence of calls to these functions, so what it shows is tested here, and it reads
+nothing but params.yaml and the tables/figures under the results folder.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from ran.config import load_params, resolve_profile
+from ran.report.decisions import SEED_PROJECT_DEPARTURES, SPEC_DECISIONS
+from ran.report.outputs import attention_runs
+from ran.report.tables import TOLERANCE_PP
+
+REFERENCE_PROFILE = "paper"  # the profile that follows the paper's protocol (Sec. 4.1)
+_BANNER_COLOURS = {True: ("#1b5e20", "#e8f5e9"), False: ("#b71c1c", "#ffebee")}
+
+
+def load_context(params_path: str | Path, profile: str | None, results_dir: str | Path) -> dict:
+    params = load_params(params_path)
+    return {"params": params, "profile": resolve_profile(params, profile), "results": Path(results_dir),
+            "reference": params["profiles"].get(REFERENCE_PROFILE)}
+
+
+def is_replication(context: dict) -> bool:
+    """Only the paper's protocol (official data, the paper profile's iterations) counts as a replication."""
+    profile, reference = context["profile"], context["reference"]
+    return (profile["data"] == "official" and reference is not None
+            and profile["iterations"] >= reference["iterations"])
+
+
+def banner_text(context: dict) -> str:
+    profile = context["profile"]
+    data = "official CIFAR data" if profile["data"] == "official" else "synthetic data"
+    head = f"{profile['name'].upper()} PROFILE — {data}, {profile['iterations']} iterations"
+    return head if is_replication(context) else f"{head}: NOT a replication"
+
+
+def banner_html(context: dict) -> str:
+    """The profile every number came from, in large type; red unless it is the paper's protocol."""
+    ink, paper = _BANNER_COLOURS[is_replication(context)]
+    seeds = ", ".join(str(s) for s in context["params"]["seeds"])
+    note = ("" if is_replication(context) else
+            "<div style='font-size:18px;margin-top:8px'>These numbers test the pipeline, not the paper: "
+            "compare nothing below with the paper's results.</div>")
+    return (f"<div style='border:6px solid {ink};background:{paper};color:{ink};padding:18px 24px;"
+            f"margin:8px 0 20px 0;font-family:sans-serif'>"
+            f"<div style='font-size:40px;font-weight:bold;line-height:1.2'>{html.escape(banner_text(context))}</div>"
+            f"<div style='font-size:18px;margin-top:8px'>seeds: {html.escape(seeds)}; results folder: "
+            f"<code>{html.escape(str(context['results']))}</code></div>{note}</div>")
+
+
+def table_markdown(context: dict, name: str) -> str:
+    path = context["results"] / "tables" / f"{name}.md"
+    if not path.is_file():
+        return f"*Table `{name}` missing: `{path}` was not built (run `ran tables`).*"
+    return path.read_text()
+
+
+def figure_html(context: dict, stem: str, width: str = "100%") -> str:
+    """A figure as an <img> with the PNG embedded as base64, so the HTML file stands alone."""
+    path = context["results"] / "figures" / f"{stem}.png"
+    if not path.is_file():
+        return f"<p><em>Figure {html.escape(stem)} missing: {html.escape(str(path))} was not built.</em></p>"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<img src='data:image/png;base64,{data}' alt='{html.escape(stem)}' "
+            f"style='max-width:{width};height:auto'/>")
+
+
+def details_html(summary: str, body: str) -> str:
+    return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
+
+
+def mask_figures_html(context: dict, shown: int = 3) -> str:
+    """Every attention run's mask picture: the first few open, the rest folded."""
+    runs = attention_runs(context["params"])
+    pictures = [figure_html(context, f"masks/{run_id}", "720px") for run_id in runs]
+    folded = "".join(f"<h4>{html.escape(run_id)}</h4>{pic}" for run_id, pic in zip(runs[shown:], pictures[shown:],
+                                                                                   strict=True))
+    return "".join(pictures[:shown]) + (details_html(f"{len(runs) - shown} more runs", folded) if folded else "")
+
+
+def curve_figures_html(context: dict) -> str:
+    runs = list(context["params"]["runs"])
+    body = "".join(figure_html(context, f"curves/{run_id}") for run_id in runs)
+    return figure_html(context, "training_curves") + details_html(f"per-run curves ({len(runs)} runs)", body)
+
+
+def list_html(items) -> str:
+    return "<ul>" + "".join(f"<li>{item}</li>" for item in items) + "</ul>"
+
+
+def decisions_html() -> str:
+    return list_html(f"<b>{html.escape(title)}.</b> {html.escape(text)}" for title, text in SPEC_DECISIONS)
+
+
+def departures_html() -> str:
+    return list_html(html.escape(text) for text in SEED_PROJECT_DEPARTURES)
+
+
+def reading_guide() -> str:
+    return (f"Each table gives the paper's top-1 test error, ours (mean ± sample std over seeds, n seeds), the "
+            f"difference ours − paper in percentage points, and a verdict: *matches* when |diff| ≤ "
+            f"{TOLERANCE_PP:.1f} pp, otherwise *differs*. A configuration without results reads *not run*; a paper "
+            f"baseline outside our matrix reads *quoted, not in matrix*. Every number is read from run outputs.")
+
