@@ -62,13 +62,17 @@ def is_finished(seed_dir: Path, run: dict, training: dict) -> bool:
 
 
 def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy: str | None, out: str,
-              checkpoints: str, build=network_factory, describe=describe_network, progress: bool = True) -> list[dict]:
-    """Train each seed of `run`; return the train.json records (finished seeds are read back, not retrained)."""
+              checkpoints: str, build=None, describe=None, progress: bool = True) -> list[dict]:
+    """Train each seed of `run`; return the train.json records (finished seeds are read back, not retrained).
+
+    `build(run, weight_decay) -> () -> network` and `describe(network) -> dict` default to the paper's networks.
+    """
     from ran.data.prepare import load_split
     from ran.train.loop import train_seed
 
     if run["dataset"] not in NUM_CLASSES:
         raise ValueError(f"dataset must be one of {sorted(NUM_CLASSES)}, got {run['dataset']!r}")
+    build, describe = build or network_factory, describe or describe_network
     images, clean = load_split(prepared, "train")
     records = []
     for seed in seeds:
@@ -111,5 +115,5 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(1, f"ran train: {error}\n")
     for record in records:
         print(f"train: {run['run']} seed {record['seed']}: final train loss {record['final_train_loss']:.4f}, "
-              f"{record['images_per_s']:.1f} images/s over {record['train_wall_s']:.0f} s")
+              f"{record['images_per_s'] or 0:.1f} images/s over {record['train_wall_s']:.0f} s")
     return 0

@@ -8,11 +8,9 @@ from keras import ops
 
 def decay_boundaries(iterations: int, fractions: list[float]) -> list[int]:
     """Iterations at which the rate drops: the profile's fractions of its length (0.4, 0.6 -> 64k, 96k of 160k)."""
-    boundaries = [int(round(fraction * iterations)) for fraction in fractions]
-    if boundaries != sorted(boundaries) or any(not 0 < b <= iterations for b in boundaries):
-        raise ValueError(f"lr_decay_at {fractions!r} must be increasing fractions in (0, 1]; got boundaries "
-                         f"{boundaries} for {iterations} iterations")
-    return boundaries
+    if list(fractions) != sorted(fractions) or any(not 0 < fraction <= 1 for fraction in fractions):
+        raise ValueError(f"lr_decay_at must be increasing fractions in (0, 1], got {fractions!r}")
+    return [int(round(fraction * iterations)) for fraction in fractions]
 
 
 @keras.saving.register_keras_serializable(package="ran")

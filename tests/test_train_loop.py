@@ -1,0 +1,130 @@
+"""The training loop: resume after a crash equals an uninterrupted run, determinism, NaN guard, history, outputs."""
+
+import csv
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from ran.train.loop import Interrupted, TrainingDiverged, resolve_jit, resolve_precision, train_seed
+
+TRAINING = {"batch_size": 8, "base_lr": 0.01, "lr_decay_at": [0.4, 0.6], "lr_decay_factor": 0.1, "momentum": 0.9,
+            "nesterov": True, "weight_decay": 1e-4, "pad": 4, "flip": True, "mixed_precision": "auto",
+            "jit": "auto", "iterations": 12, "checkpoint_every": 4, "log_every": 2, "name": "test"}
+
+
+def tiny_network(num_classes: int = 10):
+    """A few hundred weights: conv with L2 decay -> pooling -> dense logits (stands in for the paper's nets)."""
+    inputs = keras.Input((32, 32, 3))
+    features = keras.layers.Conv2D(4, 3, strides=4, use_bias=False, kernel_regularizer=keras.regularizers.L2(1e-4))(
+        inputs)
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.BatchNormalization()(features))
+    return keras.Model(inputs, keras.layers.Dense(num_classes)(features), name="tiny")
+
+
+def tiny_data(n: int = 40, num_classes: int = 10, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, num_classes, n).astype(np.int64)
+
+
+def train(tmp: Path, name: str, seed: int = 0, training=None, **kwargs):
+    images, labels = tiny_data()
+    return train_seed(tiny_network, images, labels, training or TRAINING, seed, tmp / name / "out",
+                      tmp / name / "ckpt", record={"run": "tiny"}, progress=False, **kwargs)
+
+
+def weights(out: Path) -> list[np.ndarray]:
+    return [np.asarray(w) for w in keras.saving.load_model(out / "model.keras", compile=False).get_weights()]
+
+
+def history(out: Path) -> list[list[str]]:
+    with open(out / "live" / "plots" / "metrics" / "train" / "loss.tsv") as file:
+        return list(csv.reader(file, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("uninterrupted")
+    return tmp / "a" / "out", train(tmp, "a")
+
+
+def test_outputs_and_provenance(uninterrupted):
+    out, record = uninterrupted
+    assert sorted(p.name for p in out.iterdir()) == ["live", "model.keras", "train.json"]
+    assert json.loads((out / "train.json").read_text()) == json.loads(json.dumps(record))
+    for key in ("code_version", "libraries", "device", "train_wall_s", "images_per_s", "final_train_loss", "seed"):
+        assert record[key] is not None, key
+    assert record["training"]["iterations"] == 12 and record["run"] == "tiny" and record["resumes"] == 0
+    assert np.isfinite(record["final_train_loss"])
+    assert not (out.parent / "ckpt").exists(), "checkpoints must be removed once the model is written"
+    rows = history(out)
+    assert [int(r[0]) for r in rows[1:]] == [2, 4, 6, 8, 10, 12]
+    assert float(rows[-1][1]) == pytest.approx(record["final_train_loss"])
+
+
+def test_saved_model_takes_uint8_and_is_deterministic_at_inference(uninterrupted):
+    out, _ = uninterrupted
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    images, _ = tiny_data(5)
+    first, second = model.predict(images, verbose=0), model.predict(images, verbose=0)
+    assert first.shape == (5, 10) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, second)
+
+
+def test_resume_after_crash_equals_uninterrupted_run(uninterrupted, tmp_path):
+    out, record = uninterrupted
+    # Crash after iteration 6: the checkpoint at 4 survives, iterations 5-6 and their logged row are lost.
+    with pytest.raises(Interrupted):
+        train(tmp_path, "b", interrupt_after=6)
+    assert (tmp_path / "b" / "ckpt" / "state.npz").is_file()
+    assert not (tmp_path / "b" / "out").exists(), "no outputs before the run finishes"
+    resumed = train(tmp_path, "b")
+    assert resumed["resumes"] == 1
+    for expected, actual in zip(weights(out), weights(tmp_path / "b" / "out"), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    assert resumed["final_train_loss"] == record["final_train_loss"]
+    assert history(tmp_path / "b" / "out") == history(out)
+
+
+def test_same_seed_same_run_other_seed_other_run(uninterrupted, tmp_path):
+    out, record = uninterrupted
+    again = train(tmp_path, "same")
+    assert again["final_train_loss"] == record["final_train_loss"]
+    for expected, actual in zip(weights(out), weights(tmp_path / "same" / "out"), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    other = train(tmp_path, "other", seed=1)
+    assert other["final_train_loss"] != record["final_train_loss"]
+
+
+def test_checkpoint_of_another_configuration_is_refused(tmp_path):
+    with pytest.raises(Interrupted):
+        train(tmp_path, "c", interrupt_after=4)
+    with pytest.raises(ValueError, match="another configuration"):
+        train(tmp_path, "c", training={**TRAINING, "base_lr": 0.02})
+
+
+def test_nan_loss_stops_with_the_iteration_and_leaves_no_outputs(tmp_path):
+    # A constant, absurd learning rate: the first update blows the weights up.
+    explosive = {**TRAINING, "base_lr": 1e30, "lr_decay_at": [1.0], "iterations": 8}
+    with pytest.raises(TrainingDiverged, match=r"NaN or Inf at iteration (\d+)") as caught:
+        train(tmp_path, "nan", training=explosive)
+    step = int(caught.value.args[0].split("iteration ")[1].split(" ")[0])
+    assert 0 < step < 8
+    assert not (tmp_path / "nan" / "out").exists()
+    # the named iteration is the first bad one: stopping just before it trains cleanly
+    finished = train(tmp_path, "clean", training={**explosive, "iterations": step, "checkpoint_every": step})
+    assert np.isfinite(finished["final_train_loss"])
+
+
+def test_precision_and_jit_resolution():
+    assert resolve_precision("auto", gpu=False) == "float32"
+    assert resolve_precision("auto", gpu=True) == "mixed_bfloat16"
+    assert resolve_precision("float16", gpu=True) == "mixed_float16"
+    assert resolve_jit("auto", gpu=False) is False and resolve_jit("auto", gpu=True) is True
+    assert resolve_jit(True, gpu=False) is True
+    with pytest.raises(ValueError, match="mixed_precision"):
+        resolve_precision("fp8", gpu=True)
+    with pytest.raises(ValueError, match="jit"):
+        resolve_jit("yes", gpu=True)
