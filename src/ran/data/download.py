@@ -93,7 +93,7 @@ def fetch(url: str, part: Path, *, dataset: str = "D", attempts: int = 5, backof
     if url.startswith("file:"):
         path = Path(urllib.request.url2pathname(urlparse(url).path))
         if not path.is_file():
-            raise DataError(f"cannot read {url}: {path} is not a file.")
+            raise DataError(f"cannot read {url}: {path} is not a file. {local_copy_hint(dataset)}")
     last_error: BaseException | None = None
     for attempt in range(1, attempts + 1):
         try:

@@ -1,0 +1,191 @@
+"""`ran download`: verified, resumable, retried downloads over loopback HTTP and file://, and local sources."""
+
+from __future__ import annotations
+
+import socket
+import tarfile
+
+import pytest
+
+from data_helpers import http_server, sha256, tar_gz
+from ran.data import DataError
+from ran.data.archive import read_sidecar, sha256_file
+from ran.data.download import Source, download, pack_folder, source_from_params
+from ran.data.extract import safe_extract
+from ran.data.layout import get_layout
+from ran.data.synthetic import synthetic_members, write_synthetic_archive
+
+FAST = {"attempts": 3, "backoff": 0.01, "timeout": 5.0}
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """A tiny synthetic CIFAR-10 archive: (path, bytes)."""
+    path = tmp_path_factory.mktemp("synthetic") / "cifar10-binary.tar.gz"
+    write_synthetic_archive(path, "cifar10", train_per_class=2, test_per_class=1, seed=3)
+    return path, path.read_bytes()
+
+
+def _no_leftovers(out):
+    assert not out.exists()
+    assert not out.with_name(out.name + ".part").exists()
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}")] == []
+
+
+def test_http_download_verifies_and_writes_atomically(archive, tmp_path):
+    _, data = archive
+    with http_server({"/c10.tar.gz": data}) as server:
+        out = download(Source("cifar10", url=server.url("/c10.tar.gz"), sha256=sha256(data)), tmp_path / "a.tar.gz",
+                       **FAST)
+    assert out.read_bytes() == data
+    assert not (tmp_path / "a.tar.gz.part").exists()
+
+
+def test_resume_after_dropped_connection_uses_range(archive, tmp_path):
+    _, data = archive
+    with http_server({"/c10.tar.gz": data}, faults={"/c10.tar.gz": "drop"}) as server:
+        out = download(Source("cifar10", url=server.url("/c10.tar.gz"), sha256=sha256(data)), tmp_path / "a.tar.gz",
+                       **FAST)
+    assert out.read_bytes() == data
+    (_, first_range), (_, second_range) = server.requests
+    assert first_range is None
+    assert second_range == f"bytes={len(data) // 2}-"  # resumed exactly where the dropped transfer stopped
+
+
+def test_stale_partial_download_is_replaced(archive, tmp_path):
+    """A kept .part from another file fails the checksum after resuming; one fresh download then succeeds."""
+    _, data = archive
+    out = tmp_path / "a.tar.gz"
+    out.with_name("a.tar.gz.part").write_bytes(b"not the archive")
+    with http_server({"/c10.tar.gz": data}) as server:
+        download(Source("cifar10", url=server.url("/c10.tar.gz"), sha256=sha256(data)), out, **FAST)
+    assert out.read_bytes() == data
+    assert [rng for _, rng in server.requests] == ["bytes=15-", None]
+
+
+def test_retry_after_server_error(archive, tmp_path):
+    _, data = archive
+    with http_server({"/c10.tar.gz": data}, faults={"/c10.tar.gz": "500"}) as server:
+        out = download(Source("cifar10", url=server.url("/c10.tar.gz"), md5=None, sha256=sha256(data)),
+                       tmp_path / "a.tar.gz", **FAST)
+    assert out.read_bytes() == data
+    assert len(server.requests) == 2
+
+
+def test_wrong_checksum_leaves_nothing(archive, tmp_path):
+    _, data = archive
+    out = tmp_path / "a.tar.gz"
+    with http_server({"/c10.tar.gz": data}) as server, pytest.raises(DataError) as error:
+        download(Source("cifar10", url=server.url("/c10.tar.gz"), md5="0" * 32), out, **FAST)
+    message = str(error.value)
+    assert "checksum mismatch" in message and "0" * 32 in message and "datasets.cifar10.local" in message
+    _no_leftovers(out)
+
+
+def test_missing_file_is_not_retried(tmp_path):
+    with http_server({}) as server, pytest.raises(DataError, match="HTTP 404"):
+        download(Source("cifar10", url=server.url("/nothing.tar.gz")), tmp_path / "a.tar.gz", **FAST)
+    assert len(server.requests) == 1
+
+
+def test_unreachable_host_gives_local_copy_hint(tmp_path):
+    with socket.socket() as probe:  # a port that was free a moment ago: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(DataError) as error:
+        download(Source("cifar10", url=f"http://127.0.0.1:{port}/c10.tar.gz"), tmp_path / "a.tar.gz", **FAST)
+    assert "after 3 attempts" in str(error.value) and "datasets.cifar10.local" in str(error.value)
+    _no_leftovers(tmp_path / "a.tar.gz")
+
+
+def test_truncated_archive_is_refused_even_with_matching_checksum(archive, tmp_path):
+    _, data = archive
+    truncated = data[: len(data) * 2 // 3]
+    with http_server({"/c10.tar.gz": truncated}) as server, pytest.raises(DataError, match="truncated or corrupt"):
+        download(Source("cifar10", url=server.url("/c10.tar.gz"), sha256=sha256(truncated)), tmp_path / "a.tar.gz",
+                 **FAST)
+    _no_leftovers(tmp_path / "a.tar.gz")
+
+
+def _link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ({"name": "../evil.txt"}, "'..' component"),
+    ({"name": "/tmp/evil.txt"}, "absolute path"),
+    ({"link": _link("cifar-10-batches-bin/evil", "/etc/passwd", tarfile.SYMTYPE)}, "symbolic link"),
+    ({"link": _link("cifar-10-batches-bin/hard", "/etc/passwd", tarfile.LNKTYPE)}, "hard link"),
+])
+def test_unsafe_members_are_refused_by_download_and_extraction(tmp_path, extra, fragment):
+    members = synthetic_members("cifar10", 1, 1, seed=0)
+    if "name" in extra:
+        members[extra["name"]] = b"payload"
+    data = tar_gz(members, extra=[extra["link"]] if "link" in extra else [])
+    out = tmp_path / "a.tar.gz"
+    with http_server({"/x.tar.gz": data}) as server, pytest.raises(DataError, match=fragment) as error:
+        download(Source("cifar10", url=server.url("/x.tar.gz"), sha256=sha256(data)), out, **FAST)
+    assert "refusing" in str(error.value)
+    _no_leftovers(out)
+    unsafe = tmp_path / "unsafe.tar.gz"
+    unsafe.write_bytes(data)
+    with pytest.raises(DataError, match=fragment):
+        safe_extract(unsafe, tmp_path / "extracted", get_layout("cifar10").members())
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "extracted").exists()
+
+
+def test_archive_without_the_binary_files_is_refused(tmp_path):
+    data = tar_gz({"cifar-10-batches-py/data_batch_1": b"pickle"})
+    source = tmp_path / "py.tar.gz"
+    source.write_bytes(data)
+    with pytest.raises(DataError, match="lacks the expected member"):
+        download(Source("cifar10", url=source.as_uri(), sha256=sha256(data)), tmp_path / "a.tar.gz", **FAST)
+
+
+def test_file_url_and_already_verified_output(archive, tmp_path):
+    path, data = archive
+    out = tmp_path / "a.tar.gz"
+    source = Source("cifar10", url=path.as_uri(), sha256=read_sidecar(path))
+    assert download(source, out, **FAST).read_bytes() == data
+    before = out.stat().st_mtime_ns
+    download(source, out, **FAST)  # a verified output is kept, not fetched again
+    assert out.stat().st_mtime_ns == before
+
+
+def test_local_folder_is_repacked_deterministically(archive, tmp_path):
+    path, _ = archive
+    safe_extract(path, tmp_path / "extracted", get_layout("cifar10").members())
+    first = pack_folder(tmp_path / "extracted", "cifar10", tmp_path / "first.tar.gz")
+    # The folder that holds the files directly is accepted too, and gives the same bytes.
+    second = download(Source("cifar10", folder=tmp_path / "extracted" / "cifar-10-batches-bin"),
+                      tmp_path / "second.tar.gz")
+    assert sha256_file(first) == sha256_file(second)
+    with tarfile.open(first) as tar:
+        assert sorted(m.name for m in tar.getmembers() if m.isfile()) == get_layout("cifar10").members()
+        for member in get_layout("cifar10").members():
+            with tarfile.open(path) as original:
+                assert tar.extractfile(member).read() == original.extractfile(member).read()
+    with pytest.raises(DataError, match="missing"):
+        pack_folder(tmp_path, "cifar100", tmp_path / "none.tar.gz")
+
+
+def test_sources_from_params(archive, tmp_path, params):
+    path, _ = archive
+    smoke = {"name": "smoke", "data": "synthetic"}
+    official = {"name": "paper", "data": "official"}
+    synthetic = source_from_params(params, "cifar10", smoke, path)
+    assert synthetic.url == path.resolve().as_uri() and synthetic.sha256 == read_sidecar(path)
+    with pytest.raises(DataError, match="--synthetic"):
+        source_from_params(params, "cifar10", smoke, None)
+    remote = source_from_params(params, "cifar10", official, path)
+    assert remote.url == params["datasets"]["cifar10"]["url"] and remote.md5 == params["datasets"]["cifar10"]["md5"]
+    local_params = {**params, "datasets": {**params["datasets"], "cifar10": {"local": path.name, "sha256": "ab" * 32}}}
+    local = source_from_params(local_params, "cifar10", official, None, base_dir=path.parent)
+    assert local.url == path.resolve().as_uri() and local.sha256 == "ab" * 32
+    folder_params = {**params, "datasets": {**params["datasets"], "cifar10": {"local": str(tmp_path)}}}
+    assert source_from_params(folder_params, "cifar10", official, None).folder == tmp_path
+    missing = {**params, "datasets": {**params["datasets"], "cifar10": {"local": str(tmp_path / "nope")}}}
+    with pytest.raises(DataError, match="neither a file nor a folder"):
+        source_from_params(missing, "cifar10", official, None)
