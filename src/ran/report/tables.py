@@ -44,7 +44,8 @@ def fmt_ours(top1: dict) -> str:
 
 
 def verdict(diff: float) -> str:
-    return "matches" if abs(diff) <= TOLERANCE_PP else "differs"
+    # rounded so that float noise (6.52 - 5.52 = 1.0000000000000009) cannot flip a boundary case
+    return "matches" if abs(round(diff, 6)) <= TOLERANCE_PP else "differs"
 
 
 def compare(paper_value: float | None, run_id: str | None, metrics: dict | None, prefix: str = "") -> dict:
