@@ -186,7 +186,8 @@ def download(source: Source, out: str | Path, *, attempts: int = 5, backoff: flo
             part.unlink()
             fetch(source.url, part, dataset=source.dataset, attempts=attempts, backoff=backoff, timeout=timeout)
             _verify_checksums(part, source, out)
-        scan_archive(part, layout.members())
+        scan_archive(part, layout.members(), name=f"{out} (downloaded from {source.url})",
+                     advice=f"The download was deleted. {local_copy_hint(source.dataset)}")
     except DataError:
         part.unlink(missing_ok=True)
         raise

@@ -18,11 +18,15 @@ from ran.data import DataError
 CORRUPT_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 
 
+# What to do about a bad archive, for callers that do not say otherwise.
+REDOWNLOAD = "Delete it and run `ran download` again, or supply a trusted copy."
+
+
 class UnsafeArchiveError(DataError):
     """An archive member could escape the extraction folder or is not a plain file or folder."""
 
 
-def check_member(member: tarfile.TarInfo, archive: str | Path) -> None:
+def check_member(member: tarfile.TarInfo, archive: str | Path, advice: str = REDOWNLOAD) -> None:
     """Refuse absolute paths, `..`, links, devices and anything that is not a regular file or a folder."""
     path = PurePosixPath(member.name)
     problem = None
@@ -39,8 +43,8 @@ def check_member(member: tarfile.TarInfo, archive: str | Path) -> None:
     if problem:
         raise UnsafeArchiveError(
             f"refusing to read {archive}: member {member.name!r} {problem}. Official CIFAR archives contain only "
-            f"regular files in one folder, so this file is not an official archive or has been tampered with; "
-            f"delete it and download it again, or supply a trusted copy."
+            f"regular files in one folder, so this file is not an official archive or has been tampered with. "
+            f"{advice}"
         )
 
 
@@ -49,29 +53,33 @@ def _require_file(archive: str | Path) -> None:
         raise DataError(f"archive {archive} not found; run `ran download` first (it writes the verified archive).")
 
 
-def _corrupt(archive: str | Path, error: BaseException) -> DataError:
+def _corrupt(archive: str | Path, error: BaseException, advice: str = REDOWNLOAD) -> DataError:
     return DataError(f"archive {archive} is truncated or corrupt ({type(error).__name__}: {error}); expected a "
-                     f"complete .tar.gz. Delete it and download it again, or supply a verified copy.")
+                     f"complete .tar.gz. {advice}")
 
 
-def _missing(archive: str | Path, missing: Iterable[str]) -> DataError:
+def _missing(archive: str | Path, missing: Iterable[str], advice: str = "") -> DataError:
     return DataError(f"archive {archive} lacks the expected member(s) {sorted(missing)}; it is not the official "
                      f"binary-format archive of this dataset (the Python-pickle and MATLAB versions are not "
-                     f"accepted). Supply the binary version ('CIFAR-10 binary version' on the CIFAR page).")
+                     f"accepted). Supply the binary version (e.g. 'CIFAR-10 binary version' on the CIFAR page). "
+                     f"{advice}".strip())
 
 
-def scan_archive(archive: str | Path, required: Iterable[str] = ()) -> dict[str, str]:
+def scan_archive(archive: str | Path, required: Iterable[str] = (), name: str | None = None,
+                 advice: str = REDOWNLOAD) -> dict[str, str]:
     """Read the whole archive once: check every member, read all data (catching truncation), check `required`.
 
-    Returns the archive's PAX global headers (empty for ordinary archives).
+    Returns the archive's PAX global headers (empty for ordinary archives). `name` is how messages call the file
+    (a download checks its `.part` file but reports the output it was meant for).
     """
     required = set(required)
     _require_file(archive)
+    path, archive = archive, name or archive
     try:
-        with tarfile.open(archive, mode="r|*") as tar:
+        with tarfile.open(path, mode="r|*") as tar:
             seen = set()
             for member in tar:
-                check_member(member, archive)
+                check_member(member, archive, advice)
                 seen.add(member.name.rstrip("/"))
                 if member.isfile():
                     stream = tar.extractfile(member)
@@ -81,9 +89,9 @@ def scan_archive(archive: str | Path, required: Iterable[str] = ()) -> dict[str,
     except UnsafeArchiveError:
         raise
     except CORRUPT_ERRORS as error:
-        raise _corrupt(archive, error) from error
+        raise _corrupt(archive, error, advice) from error
     if required - seen:
-        raise _missing(archive, required - seen)
+        raise _missing(archive, required - seen, advice)
     return headers
 
 

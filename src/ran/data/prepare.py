@@ -80,7 +80,7 @@ def prepare(archive: str | Path, dataset: str, out: str | Path) -> dict:
     archive, out = Path(archive), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     source_sha256, splits, arrays = {}, {}, {}
-    with tempfile.TemporaryDirectory(dir=out, prefix=".extract-") as temp:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-extract-") as temp:
         headers = safe_extract(archive, temp, layout.members())
         synthetic = SYNTHETIC_HEADER in headers
         for split in SPLITS:
