@@ -12,7 +12,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LOG_REDIRECT = re.compile(r"\s*>\s*\S+\s+2>&1\s*$")
@@ -25,6 +25,8 @@ class Job:
     cmd: str
     deps: frozenset[str]
     outs: frozenset[str]
+    log: str = field(default="", compare=False)  # Snakemake only: DVC prints to the terminal
+    resources: str = field(default="", compare=False)  # Snakemake only
 
 
 def _command(text: str) -> str:
@@ -33,7 +35,7 @@ def _command(text: str) -> str:
 
 
 def copy_repo(root: Path, dest: Path) -> Path:
-    """Copy the files git knows (tracked, or new and not ignored) of `root` into `dest`; a fresh git repo there."""
+    """Copy the files git knows (tracked, or new and not ignored) of `root` into `dest`, committed to a new repo."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=root, capture_output=True, check=True,
@@ -48,7 +50,11 @@ def copy_repo(root: Path, dest: Path) -> Path:
             target.symlink_to(os.readlink(source))
         elif source.is_file():
             shutil.copy2(source, target)
+    # A clone has commits: DVC and DVCLive read the current revision, which an empty repository lacks.
+    git = ["git", "-c", "user.name=tests", "-c", "user.email=tests@localhost", "-c", "commit.gpgsign=false"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "copy of the repository under test"], cwd=dest, check=True)
     return dest
 
 
@@ -68,13 +74,13 @@ def parse_dry_run(text: str) -> dict[str, Job]:
     for line in text.splitlines():
         rule = re.match(r"^(?:local)?rule (\w+):$", line)
         if rule:
-            block = {"rule": rule.group(1), "input": "", "output": "", "wildcards": ""}
+            block = {"rule": rule.group(1), "input": "", "output": "", "wildcards": "", "log": "", "resources": ""}
             continue
         if block is None:
             continue
-        field = re.match(r"^\s+(input|output|wildcards): (.*)$", line)
-        if field:
-            block[field.group(1)] = field.group(2)
+        entry = re.match(r"^\s+(input|output|wildcards|log|resources): (.*)$", line)
+        if entry:
+            block[entry.group(1)] = entry.group(2)
         elif line.startswith("Shell command: "):
             if block["rule"] != "all":
                 values = [v.split("=", 1)[1] for v in block["wildcards"].split(", ") if v]
@@ -84,6 +90,8 @@ def parse_dry_run(text: str) -> dict[str, Job]:
                     cmd=_command(line.removeprefix("Shell command: ")),
                     deps=frozenset(p for p in block["input"].split(", ") if p),
                     outs=frozenset(p for p in block["output"].split(", ") if p),
+                    log=block["log"],
+                    resources=block["resources"],
                 )
             block = None
     return jobs

@@ -3,7 +3,8 @@
 
 rule synth:
     output:
-        f"{DATA}/synthetic/{{dataset}}-binary.tar.gz",
+        archive=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz",
+        sha256=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz.sha256",
     log:
         f"{LOGS}/data/synthetic/{{dataset}}.log",
     conda:
@@ -11,12 +12,13 @@ rule synth:
     params:
         synthetic=config["synthetic"],
     shell:
-        "ran synth --params params.yaml --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "ran synth --params params.yaml --dataset {wildcards.dataset} --out {output.archive} > {log} 2>&1"
 
 
 rule download:
     input:
         synthetic=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz",
+        sha256=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz.sha256",
     output:
         f"{DATA}/archives/{{dataset}}-binary.tar.gz",
     log:

@@ -1,0 +1,219 @@
+"""The DAG itself, without running a job: lint, dry runs, profiles, validation, speed, and Snakemake/DVC parity.
+
+Every test works on a copy of the repository (the files git knows), so local data, results or dvc.lock never change
+what a dry run lists.
+"""
+
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+import yaml
+
+import workflow_dag as dag
+
+NEW_RUN = "c10_a56_nal_channel_extra"
+
+
+def run(args, cwd, **kwargs):
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, **kwargs)
+
+
+def set_profile(repo, profile):
+    """Point params.yaml's `profile` at `profile`, keeping its comments (what a user does before `dvc repro`)."""
+    path = repo / "params.yaml"
+    text, count = re.subn(r"(?m)^profile: \S+$", f"profile: {profile}", path.read_text())
+    assert count == 1, "params.yaml has no top-level `profile:` line"
+    path.write_text(text)
+
+
+@pytest.fixture(scope="session")
+def repo(root, tmp_path_factory):
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs git and a git checkout of the project")
+    return dag.copy_repo(root, tmp_path_factory.mktemp("repo"))
+
+
+@pytest.fixture(scope="session")
+def smoke_repo(root, tmp_path_factory):
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs git and a git checkout of the project")
+    copy = dag.copy_repo(root, tmp_path_factory.mktemp("smoke-repo"))
+    set_profile(copy, "smoke")
+    return copy
+
+
+@pytest.fixture(scope="session")
+def paper_jobs(repo):
+    return dag.snakemake_jobs(repo)
+
+
+def test_matrix_has_29_configurations(params):
+    assert len(params["runs"]) == 29
+
+
+def test_snakemake_lint_is_clean(repo):
+    result = run(["snakemake", "--lint"], repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile", ["paper", "smoke"])
+def test_dry_run_lists_every_configuration(repo, params, profile):
+    jobs = dag.snakemake_jobs(repo, "--config", f"profile={profile}")
+    for step in ("train", "evaluate"):
+        assert {name.split("@")[1] for name in jobs if name.startswith(f"{step}@")} == set(params["runs"])
+    datasets = set(params["datasets"])
+    for step in ("synth", "download", "prepare"):
+        assert {name.split("@")[1] for name in jobs if name.startswith(f"{step}@")} == datasets
+    assert {"noise", "tables", "figures", "report"} <= jobs.keys()
+    assert len(jobs) == 2 * len(params["runs"]) + 3 * len(datasets) + 4
+    for job in jobs.values():
+        assert all(path.startswith((f"data/{profile}/", f"results/{profile}/")) for path in job.outs), job
+        assert job.log.startswith(f"results/{profile}/logs/"), job
+        if " --profile " in job.cmd:
+            assert f" --profile {profile} " in job.cmd, job.cmd
+    assert jobs["report"].outs == {f"results/{profile}/report/report.html"}
+
+
+def test_every_log_mirrors_its_output(paper_jobs):
+    logs = [job.log for job in paper_jobs.values()]
+    assert len(set(logs)) == len(logs), "two jobs share a log file"
+    assert paper_jobs["train@c10_r164"].log == "results/paper/logs/models/c10_r164.log"
+    assert paper_jobs["prepare@cifar100"].log == "results/paper/logs/data/prepared/cifar100.log"
+
+
+def test_gpu_jobs_declare_one_gpu_and_cpu_jobs_none(paper_jobs):
+    for name, job in paper_jobs.items():
+        gpu = "gpu=1" in job.resources.split(", ")
+        assert gpu == name.startswith(("train@", "evaluate@")), (name, job.resources)
+
+
+def test_train_jobs_write_benchmarks(repo):
+    result = run(["snakemake", "-n", "--forceall", "--cores", "1", "results/paper/models/c10_r164"], repo)
+    assert result.returncode == 0, result.stderr
+    assert "benchmark: results/paper/benchmarks/models/c10_r164.tsv" in result.stdout + result.stderr
+
+
+def test_the_engines_define_the_same_dag(repo, paper_jobs):
+    assert dag.compare(paper_jobs, dag.dvc_jobs(repo)) == []
+
+
+def test_the_engines_define_the_same_dag_for_smoke(smoke_repo):
+    smoke = dag.snakemake_jobs(smoke_repo)
+    assert all("--profile paper" not in job.cmd for job in smoke.values())
+    assert dag.compare(smoke, dag.dvc_jobs(smoke_repo)) == []
+
+
+def test_derived_edges_are_dvcs_own_graph(repo):
+    assert dag.edges(dag.dvc_jobs(repo)) == dag.dvc_native_edges(repo)
+
+
+def test_edges_follow_the_paths_of_the_contract(paper_jobs):
+    edges = dag.edges(paper_jobs)
+    assert edges["train@c100_r164"] == {"prepare@cifar100", "noise"}
+    assert edges["evaluate@c100_r164"] == {"train@c100_r164", "prepare@cifar100"}
+    assert edges["noise"] == {"prepare@cifar10"}
+    assert edges["report"] == {"tables", "figures"}
+    assert {n for n in edges["figures"] if n.startswith("train@")} == {n for n in paper_jobs if n.startswith("train@")}
+
+
+def test_a_run_added_to_params_appears_in_both_engines(root, tmp_path):
+    copy = dag.copy_repo(root, tmp_path)
+    params = copy / "params.yaml"
+    params.write_text(params.read_text().rstrip("\n") + "\n  " + NEW_RUN
+                      + ": {dataset: cifar10, network: attention56, attention: channel, learning: NAL}\n")
+    smk, dvc = dag.snakemake_jobs(copy), dag.dvc_jobs(copy)
+    for step in ("train", "evaluate"):
+        assert f"{step}@{NEW_RUN}" in smk and f"{step}@{NEW_RUN}" in dvc
+    assert f"evaluate@{NEW_RUN}" in dag.edges(dvc)["tables"]
+    assert dag.compare(smk, dvc) == []
+
+
+def test_comparison_fails_when_dvc_loses_a_dependency(repo, paper_jobs, tmp_path):
+    copy = dag.copy_repo(repo, tmp_path)
+    dvc_yaml = copy / "dvc.yaml"
+    text = dvc_yaml.read_text()
+    # train stages no longer depend on the noisy labels
+    mutated = text.replace("        - data/${profile}/noisy/${label_noise.dataset}\n", "", 1)
+    assert mutated != text
+    dvc_yaml.write_text(mutated)
+    problems = dag.compare(paper_jobs, dag.dvc_jobs(copy))
+    assert len(problems) == len(yaml.safe_load((repo / "params.yaml").read_text())["runs"])
+    assert all(p.startswith("train@") and "upstream jobs differ: only snakemake ['noise']" in p for p in problems)
+
+
+def test_comparison_fails_on_a_changed_command_or_output(paper_jobs):
+    job = paper_jobs["tables"]
+    changed = {**paper_jobs, "tables": dag.Job("tables", job.cmd + " --extra", job.deps, job.outs)}
+    assert dag.compare(paper_jobs, changed) == [f"tables: commands differ\n  snakemake: {job.cmd}\n"
+                                                f"  dvc:       {job.cmd} --extra"]
+    moved = {**paper_jobs, "tables": dag.Job("tables", job.cmd, job.deps, frozenset({"results/tables"}))}
+    problems = dag.compare(paper_jobs, moved)
+    assert any(p.startswith("tables: outputs differ") for p in problems)
+    assert any(p.startswith("report: upstream jobs differ") for p in problems)
+    missing = {k: v for k, v in paper_jobs.items() if k != "noise"}
+    assert "only in Snakemake: noise" in dag.compare(paper_jobs, missing)
+
+
+def test_commands_differ_only_by_log_redirection():
+    assert dag._command("ran x --a b > results/p/logs/x.log 2>&1") == "ran x --a b"
+    assert dag._command("ran x\n  --a b") == "ran x --a b"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("profile=nonexistent", "profile: 'nonexistent' is not one of"),  # ran.config.validate_params
+    ("seeds=[]", "should be non-empty"),  # the JSON schema
+])
+def test_invalid_params_stop_the_workflow_before_any_job(repo, override, message):
+    result = run(["snakemake", "-n", "--config", override], repo)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert "Building DAG of jobs" not in result.stdout + result.stderr
+
+
+def test_default_workflow_profile_is_found(repo):
+    result = run(["snakemake", "-n"], repo)
+    assert result.returncode == 0, result.stderr
+    assert "Using workflow specific profile profiles/default" in result.stderr
+
+
+@pytest.mark.parametrize("profile", ["local-gpu", "slurm"])
+def test_other_workflow_profiles_parse(repo, profile):
+    result = run(["snakemake", "-n", "--workflow-profile", profile, "--config", "profile=smoke"], repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Using workflow specific profile profiles/{profile}" in result.stderr
+
+
+def _best_of_two(args, cwd):
+    times = []
+    for _ in range(2):
+        start = time.perf_counter()
+        result = run(args, cwd)
+        times.append(time.perf_counter() - start)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return min(times)
+
+
+def test_snakemake_dry_run_of_the_full_matrix_takes_under_5_s(repo):
+    seconds = _best_of_two(["snakemake", "-n", "--forceall"], repo)
+    print(f"snakemake -n --forceall (paper, {69} jobs): {seconds:.2f} s")
+    assert seconds < 5
+
+
+def test_dvc_status_of_the_full_matrix_takes_under_5_s(repo):
+    seconds = _best_of_two(["dvc", "status"], repo)
+    print(f"dvc status (paper): {seconds:.2f} s")
+    assert seconds < 5
+
+
+def test_snakefile_does_not_import_tensorflow(repo):
+    # Parsing the workflow must stay light: TensorFlow is imported by the jobs, never by the DAG.
+    probe = "\n".join([
+        "import sys", "from snakemake.cli import main", "try:", "    main(['-n', '--quiet', 'all'])",
+        "except SystemExit:", "    pass", "print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)",
+    ])
+    result = run(["python", "-c", probe], repo)
+    assert "TF False False" in result.stdout, result.stdout + result.stderr

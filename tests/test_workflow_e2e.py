@@ -1,0 +1,111 @@
+"""The whole smoke DAG, every configuration, through each engine in its own copy of the repository, offline.
+
+Snakemake: `snakemake --cores 2 --config profile=smoke`, then its own HTML report, then `dvc commit` adopts the
+outputs without rerunning anything. DVC: `dvc repro` with `profile: smoke` in params.yaml, then `snakemake --touch`
+adopts those outputs. Wall times are printed (`pytest -s`) and written to results/smoke/logs/e2e-*.txt in the copy.
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import workflow_dag as dag
+from test_workflow import set_profile
+
+pytestmark = pytest.mark.e2e
+
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+def offline_env(repo):
+    """The copy's own code, no GPU, and every network request refused (a proxy on a closed port)."""
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(repo / "src"), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
+               DVC_NO_ANALYTICS="1", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", no_proxy="", NO_PROXY="")
+    return env
+
+
+def run(args, repo, check=True):
+    result = subprocess.run(args, cwd=repo, env=offline_env(repo), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+    return result
+
+
+def timed(args, repo, label):
+    start = time.perf_counter()
+    run(args, repo)
+    seconds = time.perf_counter() - start
+    note = f"{label}: {' '.join(args)}: {seconds:.1f} s"
+    print(note)
+    (repo / "results" / "smoke" / "logs").mkdir(parents=True, exist_ok=True)
+    (repo / "results" / "smoke" / "logs" / f"e2e-{label}.txt").write_text(note + "\n")
+    return seconds
+
+
+def check_outputs(repo, runs):
+    report = repo / "results" / "smoke" / "report" / "report.html"
+    assert report.is_file() and report.stat().st_size > 10_000
+    for run_id in runs:
+        metrics = json.loads((repo / "results" / "smoke" / "eval" / run_id / "metrics.json").read_text())
+        assert metrics["run"] == run_id and metrics["profile"] == "smoke"
+        assert (repo / "results" / "smoke" / "models" / run_id / "seed0" / "model.keras").is_file()
+    for folder in ("tables", "figures"):
+        assert any((repo / "results" / "smoke" / folder).iterdir()), folder
+    assert not (repo / "results" / "paper").exists() and not (repo / "data" / "paper").exists()
+
+
+@pytest.fixture(scope="module")
+def snakemake_repo(root, tmp_path_factory):
+    repo = dag.copy_repo(root, tmp_path_factory.mktemp("e2e-snakemake"))
+    timed(["snakemake", "--cores", "2", "--config", "profile=smoke"], repo, "snakemake")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(root, tmp_path_factory):
+    repo = dag.copy_repo(root, tmp_path_factory.mktemp("e2e-dvc"))
+    set_profile(repo, "smoke")
+    timed(["dvc", "repro"], repo, "dvc")
+    return repo
+
+
+def test_snakemake_runs_the_whole_smoke_dag(snakemake_repo, params):
+    check_outputs(snakemake_repo, params["runs"])
+    assert "Nothing to be done" in run(["snakemake", "-n", "--config", "profile=smoke"], snakemake_repo).stdout
+    benchmarks = snakemake_repo / "results" / "smoke" / "benchmarks" / "models"
+    assert sorted(p.stem for p in benchmarks.glob("*.tsv")) == sorted(params["runs"])
+
+
+def test_snakemake_writes_its_own_report(snakemake_repo):
+    out = snakemake_repo / "results" / "smoke" / "snakemake-report.html"
+    run(["snakemake", "--config", "profile=smoke", "--report", str(out)], snakemake_repo)
+    text = out.read_text()
+    assert "table" in text.lower() and len(text) > 100_000
+
+
+def test_dvc_commit_adopts_the_snakemake_outputs(snakemake_repo):
+    set_profile(snakemake_repo, "smoke")
+    run(["dvc", "commit", "--force"], snakemake_repo)
+    status = run(["dvc", "status"], snakemake_repo).stdout
+    assert UP_TO_DATE in status, status
+    dry = run(["dvc", "repro", "--dry"], snakemake_repo).stdout
+    assert "Running stage" not in dry, dry
+
+
+def test_dvc_repro_runs_the_whole_smoke_dag(dvc_repo, params):
+    check_outputs(dvc_repo, params["runs"])
+    assert UP_TO_DATE in run(["dvc", "status"], dvc_repo).stdout
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], dvc_repo).stdout)
+    files = {path for workspace in metrics.values() for path in workspace.get("data", {})}
+    assert {f"results/smoke/eval/{r}/metrics.json" for r in params["runs"]} <= files
+
+
+def test_snakemake_touch_adopts_the_dvc_outputs(dvc_repo):
+    run(["snakemake", "--touch", "--cores", "1", "--config", "profile=smoke"], dvc_repo)
+    dry = run(["snakemake", "-n", "--config", "profile=smoke"], dvc_repo)
+    assert "Nothing to be done" in dry.stdout, dry.stdout + dry.stderr
