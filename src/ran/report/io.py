@@ -11,6 +11,12 @@ from pathlib import Path
 import yaml
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write via a temporary file in the same folder, so a crash never leaves a half-written output."""
     path = Path(path)
@@ -19,6 +25,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+        os.chmod(tmp, _default_file_mode())  # mkstemp makes 0600; outputs should read like any other file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

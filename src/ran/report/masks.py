@@ -24,6 +24,11 @@ def normalise(mask: np.ndarray) -> np.ndarray:
     return np.zeros_like(mask, dtype=np.float32) if high - low < 1e-12 else (mask - low) / (high - low)
 
 
+def grey(image: np.ndarray) -> np.ndarray:
+    """ITU-R BT.601 luma of an RGB uint8 image."""
+    return np.asarray(image, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
 def mask_grid(run_id: str, masks: dict, stem: str | Path, labels: list[str] | None = None) -> list[Path]:
     """Rows = test images, columns = the image, then its soft mask of each attention stage over it."""
     images = np.asarray(masks.get("images", np.zeros((0, 32, 32, 3), np.uint8)))
@@ -39,10 +44,12 @@ def mask_grid(run_id: str, masks: dict, stem: str | Path, labels: list[str] | No
             axes[row, 0].set_ylabel(labels[row], fontsize=8)
         for col, key in enumerate(stages, start=1):
             mask = np.asarray(masks[key][row], dtype=np.float32)
-            axes[row, col].imshow(images[row])
+            # a grey background keeps the colour map readable over colourful images
+            axes[row, col].imshow(grey(images[row]), cmap="gray", vmin=0, vmax=255)
             # extent stretches the low-resolution mask over the whole image, bilinear like the network's upsampling
             axes[row, col].imshow(normalise(mask), cmap="jet", alpha=OVERLAY_ALPHA, vmin=0, vmax=1,
                                   extent=(-0.5, size - 0.5, size - 0.5, -0.5), interpolation="bilinear")
+            axes[row, col].set_xlabel(f"{mask.min():.2f}–{mask.max():.2f}", fontsize=6, labelpad=1)
     axes[0, 0].set_title("image", fontsize=9)
     for col, key in enumerate(stages, start=1):
         height, width = np.asarray(masks[key]).shape[1:3]
@@ -50,6 +57,6 @@ def mask_grid(run_id: str, masks: dict, stem: str | Path, labels: list[str] | No
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{run_id}: soft masks (channel mean, min-max per picture)", fontsize=10)
+    fig.suptitle(f"{run_id}: soft masks (channel mean, min-max per picture; raw range below)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, stem)

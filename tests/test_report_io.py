@@ -1,0 +1,28 @@
+"""Report file helpers: atomic writes leave ordinary files, DVCLive files with odd columns are refused."""
+
+import os
+import stat
+
+import pytest
+
+from ran.report.io import atomic_write_text, read_tsv_series, seed_dirs
+
+
+def test_atomic_write_leaves_an_ordinary_readable_file(tmp_path):
+    path = atomic_write_text(tmp_path / "a" / "t.md", "hello")
+    assert path.read_text() == "hello" and os.listdir(path.parent) == ["t.md"]  # no temporary left behind
+    assert stat.S_IMODE(path.stat().st_mode) & 0o044  # readable by others, unlike mkstemp's 0600
+
+
+def test_tsv_needs_a_step_and_one_metric(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("step\ta\tb\n1\t2\t3\n")
+    with pytest.raises(ValueError, match="one metric"):
+        read_tsv_series(bad)
+
+
+def test_seed_dirs_are_sorted_by_seed_number(tmp_path):
+    for name in ("seed10", "seed2", "seedx", "other"):
+        (tmp_path / "run" / name).mkdir(parents=True)
+    assert list(seed_dirs(tmp_path, "run")) == [2, 10]
+    assert seed_dirs(tmp_path, "absent") == {}
