@@ -9,9 +9,13 @@ from ran.report.io import atomic_write_text, read_tsv_series, seed_dirs
 
 
 def test_atomic_write_leaves_an_ordinary_readable_file(tmp_path):
-    path = atomic_write_text(tmp_path / "a" / "t.md", "hello")
+    previous = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "a" / "t.md", "hello")
+    finally:
+        os.umask(previous)
     assert path.read_text() == "hello" and os.listdir(path.parent) == ["t.md"]  # no temporary left behind
-    assert stat.S_IMODE(path.stat().st_mode) & 0o044  # readable by others, unlike mkstemp's 0600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # as umask 022 asks, not mkstemp's 0600
 
 
 def test_tsv_needs_a_step_and_one_metric(tmp_path):
