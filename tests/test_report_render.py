@@ -68,6 +68,7 @@ def test_report_renders_self_contained_html(small_results, root):
     assert time.perf_counter() - started < 60
     html = out.read_text()
     assert "SMOKE PROFILE — synthetic data, 4 iterations: NOT a replication" in html
+    assert "runs with results: 3 of 4" in html
     assert html.count("data:image/png;base64,") >= 5 + 2 + 1 + 2  # table charts, noise/params, overview, masks
     assert html.count("<table") >= 7 and "not run" in html and "quoted, not in matrix" in html
     assert "Decisions where the paper is silent" in html and "13.74" in html  # SPEC list, seed project

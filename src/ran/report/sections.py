@@ -7,13 +7,14 @@ nothing but params.yaml and the tables/figures under the results folder.
 from __future__ import annotations
 
 import base64
+import csv
 import html
 from pathlib import Path
 
 from ran.config import load_params, resolve_profile
 from ran.report.decisions import SEED_PROJECT_DEPARTURES, SPEC_DECISIONS
 from ran.report.outputs import attention_runs
-from ran.report.tables import TOLERANCE_PP
+from ran.report.tables import NOT_RUN, TOLERANCE_PP
 
 REFERENCE_PROFILE = "paper"  # the profile that follows the paper's protocol (Sec. 4.1)
 _BANNER_COLOURS = {True: ("#1b5e20", "#e8f5e9"), False: ("#b71c1c", "#ffebee")}
@@ -39,6 +40,16 @@ def banner_text(context: dict) -> str:
     return head if is_replication(context) else f"{head}: NOT a replication"
 
 
+def runs_with_results(context: dict) -> str:
+    """'n of N' runs that have metrics, from the parameters table (one row per run of the matrix)."""
+    path = context["results"] / "tables" / "params.csv"
+    if not path.is_file():
+        return "unknown (tables not built)"
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return f"{sum(row['params_ours'] != NOT_RUN for row in rows)} of {len(rows)}"
+
+
 def banner_html(context: dict) -> str:
     """The profile every number came from, in large type; red unless it is the paper's protocol."""
     ink, paper = _BANNER_COLOURS[is_replication(context)]
@@ -49,7 +60,8 @@ def banner_html(context: dict) -> str:
     return (f"<div style='border:6px solid {ink};background:{paper};color:{ink};padding:18px 24px;"
             f"margin:8px 0 20px 0;font-family:sans-serif'>"
             f"<div style='font-size:40px;font-weight:bold;line-height:1.2'>{html.escape(banner_text(context))}</div>"
-            f"<div style='font-size:18px;margin-top:8px'>seeds: {html.escape(seeds)}; results folder: "
+            f"<div style='font-size:18px;margin-top:8px'>runs with results: {runs_with_results(context)}; "
+            f"seeds: {html.escape(seeds)}; results folder: "
             f"<code>{html.escape(str(context['results']))}</code></div>{note}</div>")
 
 
