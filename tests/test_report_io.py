@@ -2,6 +2,8 @@
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -30,3 +32,10 @@ def test_seed_dirs_are_sorted_by_seed_number(tmp_path):
         (tmp_path / "run" / name).mkdir(parents=True)
     assert list(seed_dirs(tmp_path, "run")) == [2, 10]
     assert seed_dirs(tmp_path, "absent") == {}
+
+
+def test_report_commands_never_import_tensorflow_or_keras():
+    code = ("import sys; import ran.report.tables, ran.report.figures, ran.report.render, ran.report.sections; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
