@@ -124,6 +124,13 @@ def soft_mask_model(model: keras.Model) -> keras.Model:
 
 
 def soft_masks(model: keras.Model, images, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Channel-mean soft masks `{module name: (K, h, w)}` for `images` as `model` takes them (Fig. 1)."""
-    outputs = soft_mask_model(model).predict(images, batch_size=batch_size, verbose=0)
-    return {name: np.asarray(mask, dtype=np.float32).mean(axis=-1) for name, mask in outputs.items()}
+    """Channel-mean soft masks `{module name: (K, h, w)}` for `images` as `model` takes them (Fig. 1).
+
+    Runs eagerly in batches: for the handful of images a figure needs, tracing a predict function costs far more.
+    """
+    mask_model = soft_mask_model(model)
+    batches = []
+    for start in range(0, len(images), batch_size):
+        outputs = mask_model(images[start : start + batch_size], training=False)
+        batches.append({name: keras.ops.convert_to_numpy(keras.ops.mean(m, axis=-1)) for name, m in outputs.items()})
+    return {name: np.concatenate([b[name] for b in batches]).astype(np.float32) for name in mask_model.output}

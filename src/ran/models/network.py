@@ -67,7 +67,8 @@ def mask_poolings(input_size: int) -> list[int]:
 
 
 def _check_input_shape(input_shape) -> tuple[int, int, int]:
-    factor = math.prod(STAGE_STRIDES) * 2 ** max(mask_poolings(32))
+    # Each stage's mask pools its map down to the last stage's size, so sizes must divide by the total stride.
+    factor = math.prod(STAGE_STRIDES)
     if (len(input_shape) != 3 or any(not isinstance(d, int) or d < 1 for d in input_shape)
             or input_shape[0] % factor or input_shape[1] % factor):
         raise ValueError(f"input_shape must be (height, width, channels) with height and width multiples of {factor}; "
