@@ -151,3 +151,13 @@ def test_cli_writes_exactly_the_declared_tables(tmp_path, root, params):
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert written == sorted(outputs(params)["tables"])
     assert "| ResNet-164 | 1.7 |" in (out / "table6.md").read_text()
+
+
+def test_table5_reports_the_realised_noise_beside_the_nominal_level(params, paper):
+    noisy = metrics_for(params, "c10_r164_noise30", [7.0, 7.2])
+    for seed, realised in zip(noisy["seeds"], (0.298, 0.304), strict=True):
+        seed["noise_realised"] = realised
+    table = tables_by_name(params, paper, {"c10_r164_noise30": noisy})["table5"]
+    row = row_of(table, "c10_r164_noise30")
+    assert (row["noise_level"], row["noise_realised"]) == (0.3, "0.301")
+    assert row_of(table, "c10_r164_noise10")["noise_realised"] is None

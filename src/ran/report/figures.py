@@ -36,6 +36,8 @@ def row_label(table: Table, row: dict) -> str:
     for column in table.text_columns():
         if column.key.endswith("paper"):
             break
+        if column.key == "noise_realised":  # an outcome of our run, not a description of the row
+            continue
         parts.append(str(row.get(column.key, "")))
     return " ".join(parts)
 

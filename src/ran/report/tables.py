@@ -84,13 +84,25 @@ def error_caption(profile: str) -> str:
             f"{TOLERANCE_PP:.1f} pp, else 'differs'.")
 
 
+def realised_noise(metrics: dict | None) -> str | None:
+    """Mean realised label-noise fraction over seeds (SPEC decision 4: reported beside the nominal level)."""
+    values = [s.get("noise_realised") for s in (metrics or {}).get("seeds") or []]
+    values = [v for v in values if v is not None]
+    return f"{sum(values) / len(values):.3f}" if values else None
+
+
 def error_table(number: int, paper_rows: list[dict], runs: list[dict], metrics: dict, profile: str) -> Table:
     title, what, descriptors = ERROR_TABLES[number]
-    columns = [Column(key, label) for key, label in descriptors] + comparison_columns() + [Column("run", "run")]
+    columns = [Column(key, label) for key, label in descriptors]
+    if number == 5:
+        columns.append(Column("noise_realised", "realised noise (ours)"))
+    columns += comparison_columns() + [Column("run", "run")]
     table = Table(f"table{number}", title, f"{what}. {error_caption(profile)}", columns)
     for row in (r for r in paper_rows if r.get("table") == number):
         run_id = match_run(runs, paper_criteria(row))
         described = {key: row.get(key) for key, _ in descriptors}
+        if number == 5:
+            described["noise_realised"] = realised_noise(metrics.get(run_id))
         table.rows.append({**described, **compare(row["error_pct"], run_id, metrics.get(run_id))})
     return table
 
