@@ -63,7 +63,7 @@ def to_markdown(table: Table) -> str:
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "±": r"$\pm$", "−": r"$-$", "—": "---", "≤": r"$\le$"}
+                  "±": r"$\pm$", "−": r"$-$", "—": "---", "≤": r"$\le$", "|": r"$|$", "×": r"$\times$"}
 
 
 def latex_escape(text: str) -> str:
