@@ -33,7 +33,9 @@ def training_curves(run_id: str, histories: dict[int, History], stem: str | Path
             for name, (steps, values) in sorted(history.items()):
                 if panel_of(name) == title:
                     label = name if len(histories) == 1 else f"{name} (seed {seed})"
-                    ax.plot(steps, values, label=label, linewidth=1.2)
+                    # the learning rate is piecewise constant: draw it as steps, not ramps between log points
+                    style = "steps-pre" if title == "learning rate" else "default"
+                    ax.plot(steps, values, label=label, linewidth=1.2, drawstyle=style)
         ax.set_title(title)
         ax.set_xlabel("iteration (DVCLive step)")
         if title == "learning rate":
