@@ -78,9 +78,11 @@ def inner_network(model):
     return nested[0]
 
 
-def mask_arrays(model, images: np.ndarray, soft_masks) -> dict[str, np.ndarray]:
+def mask_arrays(model, images: np.ndarray, soft_masks, has_attention: bool = True) -> dict[str, np.ndarray]:
     """`images` plus every module's channel-mean soft mask `stage{s}_module{m}` (K, h, w), and `stage{s}` = the
-    first module of stage s; K = 0 and no masks for a network without attention modules."""
+    first module of stage s; K = 0 and no masks for a network without attention modules (ResNet-164)."""
+    if not has_attention:
+        return {"images": np.zeros((0, *images.shape[1:]), dtype=np.uint8)}
     masks = {key: np.asarray(value, dtype=np.float32) for key, value in soft_masks(model, images).items()}
     if not masks:
         return {"images": np.zeros((0, *images.shape[1:]), dtype=np.uint8)}
@@ -127,7 +129,7 @@ def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, ou
         if masks is None:  # the first (smallest) seed
             summary = describe(inner_network(model))
             profile = profile or record.get("training", {}).get("name")
-            masks = mask_arrays(model, images[:MASK_IMAGES], soft_masks)
+            masks = mask_arrays(model, images[:MASK_IMAGES], soft_masks, has_attention=run["attention"] is not None)
     metrics = {
         "run": run["run"], "profile": profile,
         "config": {key: run.get(key) for key in ("dataset", "network", "attention", "learning", "mask", "noise")},

@@ -112,14 +112,18 @@ def build_trained_model(network: keras.Model, mean: np.ndarray, pad: int, flip: 
 
 
 def truncate_history(live_dir: Path, step: int) -> None:
-    """Drop DVCLive rows logged after `step` (written after the checkpoint a resume starts from)."""
+    """Drop DVCLive rows logged after `step` (after the checkpoint a resume starts from), including a row cut short
+    by a kill, and the summary (rewritten at the next log)."""
     for table in Path(live_dir).glob("plots/metrics/**/*.tsv"):
         with open(table, newline="") as file:
             rows = list(csv.reader(file, delimiter="\t"))
-        step_column = rows[0].index("step")
-        kept = [rows[0]] + [row for row in rows[1:] if int(row[step_column]) <= step]
+        if not rows:
+            continue
+        column = rows[0].index("step")
+        kept = [rows[0]] + [row for row in rows[1:] if len(row) == len(rows[0]) and int(row[column]) <= step]
         with open(table, "w", newline="") as file:
             csv.writer(file, delimiter="\t", lineterminator=os.linesep).writerows(kept)
+    (Path(live_dir) / "metrics.json").unlink(missing_ok=True)
 
 
 def open_history(live_dir: Path, start: int, params: dict):
@@ -205,7 +209,8 @@ def train_seed(
         raise ValueError(f"the checkpoint in {checkpoint_dir} was written by another configuration "
                          f"({meta['identity']}); delete that folder to start this run afresh")
     start = meta["step"] if meta else 0
-    clock = meta["clock"] if meta else {"train_s": 0.0, "total_s": 0.0, "resumes": 0}
+    clock = meta["clock"] if meta else {"train_s": 0.0, "total_s": 0.0, "resumes": 0, "steady_s": 0.0,
+                                        "steady_steps": 0}
     clock["resumes"] += meta is not None
     if int(ops.convert_to_numpy(model.optimizer.iterations)) != start:
         raise ValueError(f"checkpoint in {checkpoint_dir} says iteration {start} but its optimizer counted "
@@ -217,6 +222,7 @@ def train_seed(
     window = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
     last = {}
     began = time.perf_counter()
+    compiling = True  # the first segment of a process also traces and compiles the step: not steady state
     bar = tqdm(total=iterations, initial=start, disable=not progress, desc=f"seed {seed}", unit="it",
                dynamic_ncols=True)
     try:
@@ -226,6 +232,10 @@ def train_seed(
             logs = model.fit(images[chosen], labels[chosen], batch_size=batch, epochs=1, shuffle=False,
                              verbose=0).history
             clock["train_s"] += time.perf_counter() - tick
+            if not compiling:
+                clock["steady_s"] += time.perf_counter() - tick
+                clock["steady_steps"] += stop - start
+            compiling = False
             loss, accuracy = logs["loss"][-1], logs["accuracy"][-1]
             first_bad = int(logs["first_nonfinite_step"][-1])
             if first_bad >= 0 or not math.isfinite(loss):
@@ -273,6 +283,7 @@ def train_seed(
         "train_wall_s": clock["train_s"],
         "total_wall_s": clock["total_s"],
         "images_per_s": iterations * batch / clock["train_s"] if clock["train_s"] else None,
+        "images_per_s_steady": clock["steady_steps"] * batch / clock["steady_s"] if clock["steady_s"] else None,
         "resumes": clock["resumes"],
         "final_train_loss": last.get("loss"),
         "final_train_accuracy": last.get("accuracy"),

@@ -1,0 +1,143 @@
+"""`ran train` + `ran evaluate` end to end on a tiny synthetic prepared dataset with a tiny network; SIGKILL resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import ran.models
+import ran.train.run
+from ran.data.noise import write_noisy_labels
+from ran.evaluate import main as evaluate_main
+from ran.train.run import main as train_main
+from test_train_loop import tiny_network
+
+METRICS_KEYS = {"run", "profile", "config", "params", "depth", "top1_error_pct", "top5_error_pct", "seeds"}
+SEED_KEYS = {"seed", "top1_error_pct", "top5_error_pct", "per_class_error_pct", "confusion_matrix", "num_test",
+             "noise_realised", "train_images_per_s", "train_wall_s"}
+
+
+@pytest.fixture
+def workspace(tmp_path, root, monkeypatch):
+    """A prepared dataset (48 train, 20 test images), a params file with 2 seeds, and the tiny network patched in."""
+    rng = np.random.default_rng(0)
+    prepared = tmp_path / "prepared"
+    prepared.mkdir()
+    for split, n in (("train", 48), ("test", 20)):
+        np.savez(prepared / f"{split}.npz", images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                 labels=np.arange(n, dtype=np.int64) % 10)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["seeds"] = [0, 1]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setattr(ran.train.run, "network_factory", lambda run, weight_decay: lambda: tiny_network())
+    monkeypatch.setattr(ran.train.run, "describe_network", lambda network: {"params": 123, "depth": 2})
+    monkeypatch.setattr(ran.models, "soft_masks",
+                        lambda model, images: {"stage1_module1": np.full((len(images), 8, 8), 0.5, np.float32)})
+    return tmp_path
+
+
+def cli(workspace: Path, run: str, *extra: str) -> list[str]:
+    return ["--params", str(workspace / "params.yaml"), "--run", run, "--prepared", str(workspace / "prepared"),
+            *extra]
+
+
+def test_train_then_evaluate(workspace):
+    run, models = "c10_a56_arl_mixed", workspace / "models"
+    assert train_main(cli(workspace, run, "--profile", "smoke", "--out", str(models), "--checkpoints",
+                          str(workspace / "ckpt"), "--no-progress")) == 0
+    for seed in (0, 1):
+        assert {p.name for p in (models / f"seed{seed}").iterdir()} == {"model.keras", "train.json", "live"}
+        record = json.loads((models / f"seed{seed}" / "train.json").read_text())
+        assert record["network"] == "attention56" and record["training"]["iterations"] == 4
+        assert record["params"] == 123 and record["noise_realised"] is None
+    assert not any((workspace / "ckpt").glob("seed*"))
+
+    stamp = (models / "seed0" / "train.json").stat().st_mtime_ns
+    assert train_main(cli(workspace, run, "--profile", "smoke", "--out", str(models), "--checkpoints",
+                          str(workspace / "ckpt"), "--no-progress")) == 0
+    assert (models / "seed0" / "train.json").stat().st_mtime_ns == stamp, "a finished seed is not retrained"
+
+    out = workspace / "eval"
+    assert evaluate_main(cli(workspace, run, "--models", str(models), "--out", str(out))) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == METRICS_KEYS
+    assert metrics["run"] == run and metrics["profile"] == "smoke" and metrics["top5_error_pct"] is None
+    assert metrics["config"] == {"dataset": "cifar10", "network": "attention56", "attention": "mixed",
+                                 "learning": "ARL", "mask": "encoder_decoder", "noise": 0.0}
+    assert (metrics["params"], metrics["depth"]) == (123, 2)
+    assert [s["seed"] for s in metrics["seeds"]] == [0, 1]
+    errors = [s["top1_error_pct"] for s in metrics["seeds"]]
+    assert metrics["top1_error_pct"] == pytest.approx({"mean": np.mean(errors), "std": np.std(errors, ddof=1),
+                                                       "n": 2})
+    for entry in metrics["seeds"]:
+        assert set(entry) == SEED_KEYS and entry["num_test"] == 20
+        assert np.array(entry["confusion_matrix"]).sum() == 20 and len(entry["per_class_error_pct"]) == 10
+        assert entry["train_images_per_s"] > 0
+    with np.load(out / "masks.npz") as masks:
+        assert set(masks.files) == {"images", "stage1_module1", "stage1"}
+        assert masks["images"].shape == (8, 32, 32, 3) and masks["stage1"].shape == (8, 8, 8)
+
+
+def test_noisy_run_reads_the_seed_s_labels_and_reports_the_realised_fraction(workspace):
+    run, models, noisy = "c10_r164_noise10", workspace / "models", workspace / "noisy"
+    with np.load(workspace / "prepared" / "train.npz") as data:
+        realised = write_noisy_labels(data["labels"], 0.1, 1, 10, noisy)["realised_fraction"]
+    base = cli(workspace, run, "--profile", "smoke", "--out", str(models), "--checkpoints", str(workspace / "ckpt"),
+               "--seeds", "1", "--no-progress")
+    with pytest.raises(SystemExit, match="1"):
+        train_main(base)  # label noise needs --noisy
+    assert train_main([*base, "--noisy", str(noisy)]) == 0
+    assert evaluate_main(cli(workspace, run, "--models", str(models), "--out", str(workspace / "eval"),
+                             "--seeds", "1")) == 0
+    metrics = json.loads((workspace / "eval" / "metrics.json").read_text())
+    assert metrics["seeds"][0]["noise_realised"] == realised and metrics["config"]["noise"] == 0.1
+    with np.load(workspace / "eval" / "masks.npz") as masks:
+        assert masks.files == ["images"] and masks["images"].shape == (0, 32, 32, 3)
+
+
+def test_evaluate_names_a_missing_model(workspace, capsys):
+    with pytest.raises(SystemExit):
+        evaluate_main(cli(workspace, "c10_a56_arl_mixed", "--models", str(workspace / "none"), "--out",
+                          str(workspace / "eval")))
+    assert "ran train" in capsys.readouterr().err
+
+
+TRAIN_SCRIPT = textwrap.dedent("""
+    import sys
+    from test_train_loop import TRAINING, train
+    from pathlib import Path
+    train(Path(sys.argv[1]), sys.argv[2], training={**TRAINING, "iterations": 60, "checkpoint_every": 10,
+                                                     "log_every": 5})
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
+    from test_train_loop import history, weights
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-c", TRAIN_SCRIPT, str(tmp_path)]
+    victim = subprocess.Popen([*command, "killed"], env=env, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "ckpt" / "state.npz"
+    deadline = time.monotonic() + 300
+    while not state.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert state.exists() and victim.poll() is None, "the run should be mid-way, past its first checkpoint"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (tmp_path / "killed" / "out").exists()
+    subprocess.run([*command, "killed"], env=env, check=True, stderr=subprocess.DEVNULL)
+    subprocess.run([*command, "whole"], env=env, check=True, stderr=subprocess.DEVNULL)
+    killed, whole = tmp_path / "killed" / "out", tmp_path / "whole" / "out"
+    assert json.loads((killed / "train.json").read_text())["resumes"] == 1
+    for expected, actual in zip(weights(whole), weights(killed), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+    assert history(killed) == history(whole)
