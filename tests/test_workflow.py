@@ -213,7 +213,8 @@ def test_snakefile_does_not_import_tensorflow(repo):
     # Parsing the workflow must stay light: TensorFlow is imported by the jobs, never by the DAG.
     probe = "\n".join([
         "import sys", "from snakemake.cli import main", "try:", "    main(['-n', '--quiet', 'all'])",
-        "except SystemExit:", "    pass", "print('TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)",
+        "except SystemExit:", "    pass",
+        "print('parsed', 'ran.config' in sys.modules, 'TF', 'tensorflow' in sys.modules, 'keras' in sys.modules)",
     ])
     result = run(["python", "-c", probe], repo)
-    assert "TF False False" in result.stdout, result.stdout + result.stderr
+    assert "parsed True TF False False" in result.stdout, result.stdout + result.stderr
