@@ -8,12 +8,8 @@ import os
 import subprocess
 import sys
 
-import pytest
 
-
-@pytest.mark.slow
 def test_layer_tests_pass_under_jax(root):
-    pytest.importorskip("jax")
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     command = [sys.executable, "-m", "pytest", "tests/test_models_layers.py", "-q", "-p", "no:cacheprovider",
                "-k", "not soft_mask_branch_structure and not trunk_branch_has"]

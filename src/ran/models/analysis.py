@@ -120,7 +120,7 @@ def soft_mask_model(model: keras.Model) -> keras.Model:
             if len(masks) == len(modules):
                 break
         x = layer(x)
-    return keras.Model(model.inputs, masks, name=f"{network.name}_soft_masks")
+    return keras.Model(model.input, masks, name=f"{network.name}_soft_masks")
 
 
 def soft_masks(model: keras.Model, images, batch_size: int = 64) -> dict[str, np.ndarray]:
@@ -131,6 +131,8 @@ def soft_masks(model: keras.Model, images, batch_size: int = 64) -> dict[str, np
     mask_model = soft_mask_model(model)
     batches = []
     for start in range(0, len(images), batch_size):
-        outputs = mask_model(images[start : start + batch_size], training=False)
+        batch = images[start : start + batch_size]
+        # A model loaded from .keras may declare its single input as a one-element list; match it (no warning).
+        outputs = mask_model([batch] if isinstance(mask_model.input, list) else batch, training=False)
         batches.append({name: keras.ops.convert_to_numpy(keras.ops.mean(m, axis=-1)) for name, m in outputs.items()})
     return {name: np.concatenate([b[name] for b in batches]).astype(np.float32) for name in mask_model.output}
