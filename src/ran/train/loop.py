@@ -57,8 +57,9 @@ class FirstNonFiniteStep(keras.metrics.Metric):
     def update_state(self, y_true, y_pred, sample_weight=None):
         loss = keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
         bad = ops.logical_not(ops.all(ops.isfinite(loss)))
-        self.first.assign(ops.where(ops.logical_and(bad, self.first < 0), self.count, self.first))
-        self.count.assign(self.count + 1.0)
+        first, count = ops.convert_to_tensor(self.first), ops.convert_to_tensor(self.count)
+        self.first.assign(ops.where(ops.logical_and(bad, first < 0), count, first))
+        self.count.assign(count + 1.0)
 
     def result(self):
         return ops.convert_to_tensor(self.first)

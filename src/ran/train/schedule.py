@@ -27,7 +27,7 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.factor = float(factor)
 
     def __call__(self, step):
-        step = ops.cast(step, "int64")
+        step = ops.cast(step, "int32")
         drops = sum((ops.cast(step >= boundary, "float32") for boundary in self.boundaries), ops.zeros((), "float32"))
         return self.base_lr * ops.power(self.factor, drops)
 
