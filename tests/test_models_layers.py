@@ -9,6 +9,7 @@ from ran.models import (
     AttentionResidualLearning,
     ChannelAttention,
     LocalConvMask,
+    MaskHead,
     MixedAttention,
     NaiveAttentionLearning,
     ResidualStack,
@@ -192,11 +193,28 @@ def test_attention_module_trains_every_weight_and_round_trips_config(attention, 
                                                "received 'unet'"),
         (lambda: ResidualStack(2, weight_decay=-1.0), "weight_decay must be a number >= 0; received -1.0"),
         (lambda: TrunkBranch(1.5), "t must be an integer >= 1; received 1.5"),
+        (lambda: SpatialAttention(epsilon=0), "epsilon must be a number > 0; received 0"),
+        (lambda: SoftMaskBranch(attention="f1"), r"attention must be one of \['mixed', 'channel', 'spatial'\]"),
     ],
 )
 def test_invalid_layer_arguments_raise_with_value_and_allowed(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [ResidualUnit(32, strides=2, weight_decay=1e-4), ResidualStack(2), TrunkBranch(3), MaskHead("channel"),
+     SoftMaskBranch(3, 2, "spatial"), LocalConvMask("spatial"), MixedAttention(), ChannelAttention(1e-9),
+     SpatialAttention(1e-3), AttentionResidualLearning(), NaiveAttentionLearning(),
+     AttentionModule(2, 4, 3, 0, "channel", "NAL", "local_conv", 1e-4)],
+    ids=lambda layer: type(layer).__name__,
+)
+def test_get_config_round_trip(layer):
+    config = layer.get_config()
+    clone = type(layer).from_config(config)
+    assert clone.get_config() == config
+    assert keras.saving.get_registered_name(type(layer)) == f"ran>{type(layer).__name__}"
 
 
 def test_small_network_forward_depth_and_masks():

@@ -144,6 +144,7 @@ def test_local_conv_mask_costs_about_as_much_as_the_encoder_decoder():
     assert local_conv > encoder_decoder  # the local mask keeps every unit at full resolution
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside keras saving
 def test_keras_round_trip_gives_identical_outputs(tmp_path):
     for options in ({}, {"attention": "channel", "learning": "NAL", "mask": "local_conv"}):
         model = network("attention56", **options)
@@ -163,6 +164,7 @@ def wrapped(model: keras.Model) -> keras.Model:
     return keras.Model(raw, model(x), name="trainer_wrapper")
 
 
+@pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")  # inside keras saving
 def test_soft_masks_of_every_module_for_plain_wrapped_and_loaded_models(tmp_path):
     model = network("attention92")
     x = images(3)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from ran.models.checks import check_choice
+from ran.models.checks import check_choice, check_positive_float
 
 
 @keras.saving.register_keras_serializable(package="ran")
@@ -32,7 +32,7 @@ class ChannelAttention(keras.layers.Layer):
 
     def __init__(self, epsilon: float = 1e-12, **kwargs):
         super().__init__(**kwargs)
-        self.epsilon = float(epsilon)
+        self.epsilon = check_positive_float("epsilon", epsilon)
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")
@@ -57,7 +57,7 @@ class SpatialAttention(keras.layers.Layer):
 
     def __init__(self, epsilon: float = 1e-5, **kwargs):
         super().__init__(**kwargs)
-        self.epsilon = float(epsilon)
+        self.epsilon = check_positive_float("epsilon", epsilon)
 
     def call(self, inputs):
         x = ops.cast(inputs, "float32")

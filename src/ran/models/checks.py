@@ -22,3 +22,10 @@ def check_weight_decay(value) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
         raise ValueError(f"weight_decay must be a number >= 0; received {value!r}")
     return float(value)
+
+
+def check_positive_float(name: str, value) -> float:
+    """Return `value` as a float if it is a finite number > 0, else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a number > 0; received {value!r}")
+    return float(value)
