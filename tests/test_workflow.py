@@ -218,3 +218,15 @@ def test_snakefile_does_not_import_tensorflow(repo):
     ])
     result = run(["python", "-c", probe], repo)
     assert "parsed True TF False False" in result.stdout, result.stdout + result.stderr
+
+
+def test_dvc_declares_metrics_uncached_and_figures_as_plots(repo, params):
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        outs = {out.def_path: out for stage in dvc.index.stages for out in stage.outs}
+    metrics = {path for path, out in outs.items() if out.metric}
+    assert metrics == {f"results/paper/eval/{run}/metrics.json" for run in params["runs"]}
+    assert not any(outs[path].use_cache for path in metrics)
+    assert {path for path, out in outs.items() if out.plot} == {"results/paper/figures"}
+    assert all(out.use_cache for path, out in outs.items() if path not in metrics)
