@@ -278,7 +278,7 @@ def train_seed(
         "libraries": provenance.library_versions(),
         "device": provenance.device_description(),
         "dtype_policy": policy,
-        "jit": jit,
+        "jit": bool(model.jit_compile),  # effective: Keras turns XLA off under TF op determinism (CPU)
         "deterministic_ops": deterministic,
         "iterations": iterations,
         "train_wall_s": clock["train_s"],
