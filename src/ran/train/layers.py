@@ -56,7 +56,8 @@ class PadCropFlip(keras.layers.Layer):
     """Random translation by zero-pad `pad` + random crop, and random horizontal flip; identity at inference.
 
     The draws come from a seeded `SeedGenerator` whose state is a model variable, so a checkpoint restores the
-    augmentation stream exactly.
+    augmentation stream exactly. It follows the mean subtraction, so the zero padding is zero in the network's input
+    space (the mean pixel in raw terms), as in the ResNet CIFAR recipe the paper follows.
     """
 
     def __init__(self, pad: int = 4, flip: bool = True, seed: int = 0, **kwargs):
