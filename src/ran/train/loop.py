@@ -112,6 +112,24 @@ def build_trained_model(network: keras.Model, mean: np.ndarray, pad: int, flip: 
     return model
 
 
+def compile_for_training(model: keras.Model, training: dict, jit: bool) -> StepDecay:
+    """Nesterov SGD on the step schedule, cross-entropy on logits (Sec. 4.1); returns the schedule.
+
+    Weight decay lives in the network's kernel regularisers (SPEC decision 5), not in the optimizer, so the logged
+    `loss` is the full objective: cross-entropy plus the decay term. Under `mixed_float16` Keras wraps the optimizer
+    in a LossScaleOptimizer. The optimizer is built here so a checkpoint can be restored into its variables.
+    """
+    schedule = StepDecay(training["base_lr"], decay_boundaries(int(training["iterations"]), training["lr_decay_at"]),
+                         training["lr_decay_factor"])
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=training["momentum"],
+                                     nesterov=training["nesterov"])
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), FirstNonFiniteStep()],
+                  jit_compile=jit)
+    model.optimizer.build(model.trainable_variables)
+    return schedule
+
+
 def truncate_history(live_dir: Path, step: int) -> None:
     """Drop DVCLive rows logged after `step` (after the checkpoint a resume starts from), including a row cut short
     by a kill, and the summary (rewritten at the next log)."""
@@ -193,15 +211,7 @@ def train_seed(
         model = build_trained_model(network, mean_image(images), training["pad"], training["flip"], seed)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
-    schedule = StepDecay(training["base_lr"], decay_boundaries(iterations, training["lr_decay_at"]),
-                         training["lr_decay_factor"])
-    # Weight decay is in the network's kernel regularisers (SPEC decision 5), not in the optimizer.
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=training["momentum"],
-                                     nesterov=training["nesterov"])
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), FirstNonFiniteStep()],
-                  jit_compile=jit)
-    model.optimizer.build(model.trainable_variables)
+    schedule = compile_for_training(model, training, jit)
 
     identity = json.loads(json.dumps({"record": record, "training": training, "seed": seed,
                                       "num_images": len(images)}))
