@@ -7,6 +7,7 @@ adopts those outputs. Wall times are printed (`pytest -s`) and written to result
 
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -29,10 +30,17 @@ def offline_env(repo):
     return env
 
 
+def _readable(text: str) -> str:
+    """The end of an engine's output without TensorFlow's C++ log lines, which bury the job's own error."""
+    lines = [line for line in text.splitlines() if not re.match(r"^\S*[IWE]\d{4} \d\d:\d\d:\d\d", line)]
+    return "\n".join(lines)[-6000:]
+
+
 def run(args, repo, check=True):
     result = subprocess.run(args, cwd=repo, env=offline_env(repo), capture_output=True, text=True)
     if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")
+        pytest.fail(f"{' '.join(args)} failed ({result.returncode}):\n{_readable(result.stdout)}\n"
+                    f"{_readable(result.stderr)}")
     return result
 
 
