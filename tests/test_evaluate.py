@@ -34,10 +34,17 @@ def test_top5_counts_classes_ranked_above_the_truth():
 def test_bad_logits_are_refused():
     with pytest.raises(ValueError, match="shape"):
         classification_metrics(LOGITS, TRUTH, 4, top5=False)
+
+
+def test_non_finite_logits_count_as_errors():
     broken = LOGITS.copy()
-    broken[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        classification_metrics(broken, TRUTH, 3, top5=False)
+    broken[0, 2] = np.nan  # sample 0 was right (class 0 scored 3); its row no longer names a class
+    scores = classification_metrics(broken, TRUTH, 3, top5=True)
+    assert scores["nonfinite_samples"] == 1
+    assert scores["top1_error_pct"] == pytest.approx(100 * 3 / 6)
+    assert scores["top5_error_pct"] == pytest.approx(100 * 1 / 6)
+    assert scores["per_class_error_pct"] == pytest.approx([50.0, 50.0, 50.0])
+    assert scores["confusion_matrix"] == [[1, 0, 0], [0, 1, 1], [0, 1, 1]]
 
 
 def test_summary_uses_the_sample_standard_deviation():

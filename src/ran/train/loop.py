@@ -125,7 +125,7 @@ def compile_for_training(model: keras.Model, training: dict, jit: bool) -> StepD
                                      nesterov=training["nesterov"])
     model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), FirstNonFiniteStep()],
-                  jit_compile=jit)
+                  jit_compile=jit, run_eagerly=bool(training.get("run_eagerly", False)))
     model.optimizer.build(model.trainable_variables)
     return schedule
 
