@@ -10,7 +10,8 @@ from ran.bench import main, rate, work_rates
 KEYS = {"network", "backend", "batch_size", "precision", "dtype_policy", "jit", "deterministic_ops", "augmentation",
         "steps", "repeats", "build_s", "compile_s", "predict_compile_s", "train_block_s", "infer_block_s",
         "train_images_per_s", "infer_images_per_s", "forward_macs", "train_tflops", "infer_tflops", "train_mfu",
-        "infer_mfu", "host_peak_rss_mib", "device_peak_mib", "device", "cpu", "libraries", "load_average"}
+        "infer_mfu", "train_cpu_ms_per_image", "host_peak_rss_mib", "device_peak_mib", "device", "cpu", "libraries",
+        "load_average"}
 
 
 def test_rate_is_images_over_the_median_block():
