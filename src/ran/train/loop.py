@@ -154,7 +154,14 @@ def open_history(live_dir: Path, start: int, params: dict):
         shutil.rmtree(live_dir, ignore_errors=True)
     else:
         truncate_history(live_dir, start)
-    live = Live(str(live_dir), resume=start > 0, report=None, dvcyaml=False, save_dvc_exp=False)
+    try:
+        live = Live(str(live_dir), resume=start > 0, report=None, dvcyaml=False, save_dvc_exp=False)
+    except Exception as error:  # scmrepo's SCMError: DVCLive asks git for HEAD before checking there is one
+        if "Empty git repo" not in str(error):
+            raise
+        raise RuntimeError("DVCLive cannot log inside a git repository without commits (it reads HEAD even with "
+                           "save_dvc_exp=False): make a first commit (`git add -A && git commit -m init`) or run "
+                           "outside that repository, then rerun") from error
     if start == 0:
         live.log_params(params)
     return live
