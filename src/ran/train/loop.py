@@ -154,11 +154,11 @@ def open_history(live_dir: Path, start: int, params: dict):
         shutil.rmtree(live_dir, ignore_errors=True)
     else:
         truncate_history(live_dir, start)
+    from scmrepo.exceptions import SCMError  # a dependency of dvc
+
     try:
         live = Live(str(live_dir), resume=start > 0, report=None, dvcyaml=False, save_dvc_exp=False)
-    except Exception as error:  # scmrepo's SCMError: DVCLive asks git for HEAD before checking there is one
-        if "Empty git repo" not in str(error):
-            raise
+    except SCMError as error:  # DVCLive asks git for HEAD before checking that there is one
         raise RuntimeError("DVCLive cannot log inside a git repository without commits (it reads HEAD even with "
                            "save_dvc_exp=False): make a first commit (`git add -A && git commit -m init`) or run "
                            "outside that repository, then rerun") from error
