@@ -149,13 +149,12 @@ def truncate_history(live_dir: Path, step: int) -> None:
 def open_history(live_dir: Path, start: int, params: dict):
     """A DVCLive logger that continues the history of a resumed run, or starts a fresh one."""
     from dvclive import Live
+    from scmrepo.exceptions import SCMError  # a dependency of dvc
 
     if start == 0:
         shutil.rmtree(live_dir, ignore_errors=True)
     else:
         truncate_history(live_dir, start)
-    from scmrepo.exceptions import SCMError  # a dependency of dvc
-
     try:
         live = Live(str(live_dir), resume=start > 0, report=None, dvcyaml=False, save_dvc_exp=False)
     except SCMError as error:  # DVCLive asks git for HEAD before checking that there is one
