@@ -21,14 +21,14 @@ def context_for(params, profile, tmp_path):
 
 
 @pytest.mark.parametrize(("profile", "banner", "replication"), [
-    ("smoke", "SMOKE PROFILE — synthetic data, 4 iterations: NOT a replication", False),
-    ("quick", "QUICK PROFILE — official CIFAR data, 16000 iterations: NOT a replication", False),
-    ("paper", "PAPER PROFILE — official CIFAR data, 160000 iterations", True),
+    ("smoke", "SMOKE PROFILE — synthetic data, {iterations} iterations: NOT a replication", False),
+    ("quick", "QUICK PROFILE — official CIFAR data, {iterations} iterations: NOT a replication", False),
+    ("paper", "PAPER PROFILE — official CIFAR data, {iterations} iterations", True),
 ])
 def test_banner_names_the_profile_and_says_when_it_is_not_a_replication(params, tmp_path, profile, banner,
                                                                        replication):
     context = context_for(params, profile, tmp_path)
-    assert sections.banner_text(context) == banner
+    assert sections.banner_text(context) == banner.format(iterations=params["profiles"][profile]["iterations"])
     assert sections.is_replication(context) is replication
     assert ("#b71c1c" in sections.banner_html(context)) is not replication  # red unless it is the paper's protocol
 
@@ -67,7 +67,8 @@ def test_report_renders_self_contained_html(small_results, root):
                         "--out", str(out)]) == 0
     assert time.perf_counter() - started < 60
     html = out.read_text()
-    assert "SMOKE PROFILE — synthetic data, 4 iterations: NOT a replication" in html
+    smoke_iterations = yaml.safe_load(params_path.read_text())["profiles"]["smoke"]["iterations"]
+    assert f"SMOKE PROFILE — synthetic data, {smoke_iterations} iterations: NOT a replication" in html
     assert "runs with results: 3 of 4" in html
     assert html.count("data:image/png;base64,") >= 5 + 2 + 1 + 2  # table charts, noise/params, overview, masks
     assert html.count("<table") >= 7 and "not run" in html and "quoted, not in matrix" in html
