@@ -7,13 +7,14 @@ import sys
 
 import pytest
 
-from ran.report.io import atomic_write_text, read_tsv_series, seed_dirs
+from ran.atomic import write_text_atomic
+from ran.report.io import read_tsv_series, seed_dirs
 
 
 def test_atomic_write_leaves_an_ordinary_readable_file(tmp_path):
     previous = os.umask(0o022)
     try:
-        path = atomic_write_text(tmp_path / "a" / "t.md", "hello")
+        path = write_text_atomic(tmp_path / "a" / "t.md", "hello")
     finally:
         os.umask(previous)
     assert path.read_text() == "hello" and os.listdir(path.parent) == ["t.md"]  # no temporary left behind

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ran.atomic import write_bytes_atomic
+
 MASK_IMAGES = 8
 MODULE_KEY = re.compile(r"stage(\d+)_module(\d+)")
 
@@ -114,12 +116,6 @@ def mask_arrays(model, images: np.ndarray, soft_masks, has_attention: bool = Tru
     return arrays
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
-
-
 def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, out: str, profile: str | None = None,
                  describe=None, soft_masks=None, batch_size: int = 500, progress: bool = True) -> dict:
     """Evaluate each seed's `model.keras` on the test split; write `metrics.json` and `masks.npz` into `out`."""
@@ -160,8 +156,8 @@ def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, ou
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **masks)
-    _write_atomic(out / "masks.npz", buffer.getvalue())
-    _write_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    write_bytes_atomic(out / "masks.npz", buffer.getvalue())
+    write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
     return metrics
 
 

@@ -9,11 +9,10 @@ import json
 import os
 import re
 import tarfile
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
+from ran.atomic import atomic_path, write_bytes_atomic
 from ran.data import DataError
 
 CHUNK = 1 << 20
@@ -33,36 +32,6 @@ def file_digests(path: str | Path, algorithms: tuple[str, ...] = ("sha256",)) ->
 
 def sha256_file(path: str | Path) -> str:
     return file_digests(path)["sha256"]
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on error deleted.
-
-    The rename is atomic on one file system, so a reader never sees a half-written output.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    temp = Path(temp)
-    os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes the file private; outputs get the usual permissions
-    try:
-        yield temp
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    with atomic_path(path) as temp:
-        temp.write_bytes(data)
 
 
 def compact_json(value) -> str:

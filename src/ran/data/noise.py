@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ran.atomic import atomic_path, write_bytes_atomic
 from ran.data import DataError
-from ran.data.archive import atomic_path, compact_json, write_bytes_atomic
+from ran.data.archive import compact_json
 
 LEVEL_SCALE = 1_000_000  # the level enters the seed as an integer number of millionths
 

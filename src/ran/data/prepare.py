@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ran.atomic import atomic_path, write_bytes_atomic
 from ran.data import DataError
-from ran.data.archive import atomic_path, compact_json, sha256_file, write_bytes_atomic
+from ran.data.archive import compact_json, sha256_file
 from ran.data.extract import safe_extract
 from ran.data.layout import CHANNELS, IMAGE_SIZE, LAYOUTS, SPLITS, CifarLayout, get_layout
 from ran.data.synthetic import SYNTHETIC_HEADER

@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ran.report.io import atomic_write_text
+from ran.atomic import write_text_atomic
 from ran.report.outputs import TABLE_SUFFIXES
 
 
@@ -93,4 +93,4 @@ def write_table(table: Table, out_dir: str | Path) -> list[Path]:
     """`{name}.csv`, `{name}.md` and `{name}.tex` in `out_dir`, each written atomically."""
     out_dir = Path(out_dir)
     renderers = {".csv": to_csv, ".md": to_markdown, ".tex": to_latex}
-    return [atomic_write_text(out_dir / f"{table.name}{suffix}", renderers[suffix](table)) for suffix in TABLE_SUFFIXES]
+    return [write_text_atomic(out_dir / f"{table.name}{suffix}", renderers[suffix](table)) for suffix in TABLE_SUFFIXES]

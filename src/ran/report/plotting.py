@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # headless: the report runs on CI machines and clusters w
 
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
-from ran.report.io import atomic_write_bytes  # noqa: E402
+from ran.atomic import write_bytes_atomic  # noqa: E402
 from ran.report.outputs import FIGURE_SUFFIXES  # noqa: E402
 
 DPI = 110
@@ -27,7 +27,7 @@ def save_figure(fig, stem: str | Path) -> list[Path]:
     for suffix in FIGURE_SUFFIXES:
         buffer = io.BytesIO()
         fig.savefig(buffer, format=suffix[1:], dpi=DPI, bbox_inches="tight", metadata=_METADATA[suffix])
-        written.append(atomic_write_bytes(Path(f"{stem}{suffix}"), buffer.getvalue()))
+        written.append(write_bytes_atomic(Path(f"{stem}{suffix}"), buffer.getvalue()))
     plt.close(fig)
     return written
 

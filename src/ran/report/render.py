@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ran.atomic import write_text_atomic
 from ran.config import ConfigError, load_params, resolve_profile
-from ran.report.io import atomic_write_text
 
 KERNEL_NAME = "python3"
 
@@ -61,7 +61,7 @@ def render_report(notebook: str | Path, out: str | Path, profile: str, results: 
         executed = Path(tmp) / notebook.name
         execute(notebook, executed, parameters, ensure_kernel(kernel), timeout_s)
         html = to_html(executed, f"Residual Attention Network replication ({profile} profile)")
-    return atomic_write_text(out, html)
+    return write_text_atomic(out, html)
 
 
 def main(argv: list[str] | None = None) -> int:

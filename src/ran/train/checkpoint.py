@@ -8,33 +8,17 @@ Model variables include the augmentation `SeedGenerator` state and the optimizer
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from ran.atomic import atomic_path, write_text_atomic
+
 STATE_FILE = "state.npz"
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call `write(file_object)` on a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def atomic_write_json(path: Path, data: dict) -> None:
-    atomic_write_bytes(path, lambda file: file.write((json.dumps(data, indent=2) + "\n").encode()))
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def save_state(directory: Path, model, optimizer, meta: dict) -> None:
@@ -42,7 +26,8 @@ def save_state(directory: Path, model, optimizer, meta: dict) -> None:
     arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     arrays |= {f"optimizer_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    atomic_write_bytes(Path(directory) / STATE_FILE, lambda file: np.savez(file, **arrays))
+    with atomic_path(Path(directory) / STATE_FILE) as temp, open(temp, "wb") as file:
+        np.savez(file, **arrays)
 
 
 def load_state(directory: Path, model, optimizer) -> dict | None:
