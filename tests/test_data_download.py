@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import tarfile
+from dataclasses import replace
 
 import pytest
 
@@ -11,8 +12,8 @@ from data_helpers import http_server, sha256, tar_gz
 from ran.data import DataError
 from ran.data.archive import read_sidecar, sha256_file
 from ran.data.download import Source, download, pack_folder, source_from_params
-from ran.data.extract import safe_extract
-from ran.data.layout import get_layout
+from ran.data.extract import safe_extract, scan_archive
+from ran.data.layout import LAYOUTS, get_layout
 from ran.data.synthetic import synthetic_members, write_synthetic_archive
 
 FAST = {"attempts": 3, "backoff": 0.01, "timeout": 5.0}
@@ -171,21 +172,86 @@ def test_local_folder_is_repacked_deterministically(archive, tmp_path):
         pack_folder(tmp_path, "cifar100", tmp_path / "none.tar.gz")
 
 
-def test_sources_from_params(archive, tmp_path, params):
+OFFICIAL_URL = "https://example.invalid/cifar-10-binary.tar.gz"
+
+
+def _params(cifar10: dict) -> dict:
+    """The datasets section a source is read from (the tests' own, never the repository's params.yaml)."""
+    cifar100 = {"url": OFFICIAL_URL.replace("10", "100"), "md5": "cd" * 16}
+    return {"datasets": {"cifar10": cifar10, "cifar100": cifar100}}
+
+
+def test_sources_from_params(archive, tmp_path):
     path, _ = archive
     smoke = {"name": "smoke", "data": "synthetic"}
     official = {"name": "paper", "data": "official"}
-    synthetic = source_from_params(params, "cifar10", smoke, path)
+    remote_params = _params({"url": OFFICIAL_URL, "md5": "ab" * 16})
+    synthetic = source_from_params(remote_params, "cifar10", smoke, path)
     assert synthetic.url == path.resolve().as_uri() and synthetic.sha256 == read_sidecar(path)
     with pytest.raises(DataError, match="--synthetic"):
-        source_from_params(params, "cifar10", smoke, None)
-    remote = source_from_params(params, "cifar10", official, path)
-    assert remote.url == params["datasets"]["cifar10"]["url"] and remote.md5 == params["datasets"]["cifar10"]["md5"]
-    local_params = {**params, "datasets": {**params["datasets"], "cifar10": {"local": path.name, "sha256": "ab" * 32}}}
-    local = source_from_params(local_params, "cifar10", official, None, base_dir=path.parent)
-    assert local.url == path.resolve().as_uri() and local.sha256 == "ab" * 32
-    folder_params = {**params, "datasets": {**params["datasets"], "cifar10": {"local": str(tmp_path)}}}
-    assert source_from_params(folder_params, "cifar10", official, None).folder == tmp_path
-    missing = {**params, "datasets": {**params["datasets"], "cifar10": {"local": str(tmp_path / "nope")}}}
+        source_from_params(remote_params, "cifar10", smoke, None)
+    remote = source_from_params(remote_params, "cifar10", official, path)
+    assert (remote.url, remote.md5, remote.by_files) == (OFFICIAL_URL, "ab" * 16, False)
+    # A local CIFAR-10 copy is checked file by file; the official tarball's md5 does not apply to it.
+    local = source_from_params(_params({"local": path.name, "md5": "ab" * 16}), "cifar10", official, None,
+                               base_dir=path.parent)
+    assert (local.url, local.checksums(), local.by_files) == (path.resolve().as_uri(), {}, True)
+    # No per-file hashes are known for CIFAR-100: its local archive keeps the configured checksum.
+    c100 = {**_params({"url": OFFICIAL_URL})["datasets"]["cifar100"], "local": path.name}
+    local100 = source_from_params({"datasets": {"cifar100": c100}}, "cifar100", official, None, base_dir=path.parent)
+    assert (local100.checksums(), local100.by_files) == ({"md5": "cd" * 16}, False)
+    folder = source_from_params(_params({"local": str(tmp_path)}), "cifar10", official, None)
+    assert (folder.folder, folder.by_files) == (tmp_path, True)
     with pytest.raises(DataError, match="neither a file nor a folder"):
-        source_from_params(missing, "cifar10", official, None)
+        source_from_params(_params({"local": str(tmp_path / "nope")}), "cifar10", official, None)
+
+
+@pytest.fixture
+def official_is(monkeypatch):
+    """Make the given archive's record files 'the official ones' (the real hashes need the real 170 MB data)."""
+    def patch(archive_path):
+        layout = get_layout("cifar10")
+        digests = {}
+        scan_archive(archive_path, digests=digests)
+        files = tuple((file, digests[layout.member(file)]) for file in (*layout.train_files, *layout.test_files))
+        monkeypatch.setitem(LAYOUTS, "cifar10", replace(layout, official_sha256=files))
+        return files
+    return patch
+
+
+def _repack(source, out, change=None):
+    """The same members in a tarball of other metadata (a mirror's repack), optionally one member altered."""
+    with tarfile.open(source) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    if change:
+        members[change] = members[change][:-1] + bytes([members[change][-1] ^ 1])
+    out.write_bytes(tar_gz(members))
+    return out
+
+
+def test_local_repack_of_official_files_is_verified_file_by_file(archive, tmp_path, official_is, capsys):
+    path, _ = archive
+    official_is(path)
+    repack = _repack(path, tmp_path / "mirror.tar.gz")
+    assert sha256_file(repack) != sha256_file(path)  # not the "official" tarball, but the official files
+    source = source_from_params(_params({"local": str(repack), "md5": "ab" * 16}), "cifar10",
+                                {"name": "paper", "data": "official"}, None)
+    download(source, tmp_path / "a.tar.gz", **FAST)
+    assert "6 record files match the official per-file sha256" in capsys.readouterr().err
+    altered = _repack(path, tmp_path / "altered.tar.gz", change="cifar-10-batches-bin/data_batch_3.bin")
+    source = source_from_params(_params({"local": str(altered)}), "cifar10", {"name": "paper", "data": "official"},
+                                None)
+    with pytest.raises(DataError, match=r"1 of its 6 record files differ.*data_batch_3\.bin: sha256 [0-9a-f]{64}"):
+        download(source, tmp_path / "b.tar.gz", **FAST)
+    _no_leftovers(tmp_path / "b.tar.gz")
+
+
+def test_local_folder_is_verified_file_by_file(archive, tmp_path, official_is):
+    path, _ = archive
+    official_is(path)
+    safe_extract(path, tmp_path / "copy", get_layout("cifar10").members())
+    download(Source("cifar10", folder=tmp_path / "copy", by_files=True), tmp_path / "a.tar.gz")
+    (tmp_path / "copy" / "cifar-10-batches-bin" / "test_batch.bin").write_bytes(b"\0" * 3073)
+    with pytest.raises(DataError, match=r"folder .* is not the official cifar10: 1 of its 6 .*test_batch\.bin"):
+        download(Source("cifar10", folder=tmp_path / "copy", by_files=True), tmp_path / "b.tar.gz")
+    assert not (tmp_path / "b.tar.gz").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -29,6 +30,16 @@ def fake_masks(count: int = 3) -> dict:
         blob = np.exp(-((grid[None, :, None] - 0.5) ** 2 + (grid[None, None, :] - 0.3) ** 2) * 8)
         masks[f"stage{stage}"] = np.repeat(blob, count, axis=0).astype(np.float32)
     return masks
+
+
+def cut_matrix(params: dict, run_ids) -> dict:
+    """A copy of `params` whose matrix holds only `run_ids`; profile selections keep the runs that remain."""
+    small = copy.deepcopy(params)
+    small["runs"] = {run_id: params["runs"][run_id] for run_id in run_ids}
+    for profile in small["profiles"].values():
+        if profile["runs"] != "all":
+            profile["runs"] = [run_id for run_id in profile["runs"] if run_id in small["runs"]] or "all"
+    return small
 
 
 def write_history(seed_dir: Path, steps: int = 20) -> None:

@@ -14,7 +14,7 @@ from ran.report.figures import compare_chart, make_figures, noise_chart, params_
 from ran.report.io import load_history, load_paper, read_tsv_series
 from ran.report.masks import mask_grid, normalise, stage_keys
 from ran.report.tables import build_tables
-from test_report_fakes import fake_masks, write_history, write_results
+from test_report_fakes import cut_matrix, fake_masks, write_history, write_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL_MATRIX = ("c10_a56_arl_mixed", "c10_r164_noise10", "c10_a92_arl_mixed_noise10", "c10_r164")
@@ -34,8 +34,7 @@ def paper(root):
 @pytest.fixture(scope="module")
 def small_params(params):
     """The shipped matrix cut to four runs, so the whole figure set draws in seconds."""
-    small = copy.deepcopy(params)
-    small["runs"] = {run_id: params["runs"][run_id] for run_id in SMALL_MATRIX}
+    small = cut_matrix(params, SMALL_MATRIX)
     return small
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 
 import pytest
@@ -10,7 +9,7 @@ import yaml
 
 from ran.config import all_runs
 from ran.report import figures, render, sections, tables
-from test_report_fakes import write_results
+from test_report_fakes import cut_matrix, write_results
 
 SMALL_MATRIX = ("c10_a56_arl_mixed", "c10_a56_arl_channel", "c10_r164_noise10", "c10_r164")
 
@@ -46,8 +45,7 @@ def test_figures_are_embedded_or_reported_missing(params, tmp_path):
 def small_results(tmp_path_factory, params, root):
     """A results/smoke-like folder for a four-run matrix (one run missing), with its tables and figures built."""
     folder = tmp_path_factory.mktemp("results")
-    small = copy.deepcopy(params)
-    small["runs"] = {run_id: params["runs"][run_id] for run_id in SMALL_MATRIX}
+    small = cut_matrix(params, SMALL_MATRIX)
     params_path = folder / "params.yaml"
     params_path.write_text(yaml.safe_dump(small, sort_keys=False))
     results = write_results(folder / "smoke", all_runs(small), "smoke", skip={"c10_a56_arl_channel"})

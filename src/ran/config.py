@@ -16,6 +16,7 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 RUN_DEFAULTS = {"attention": None, "learning": None, "mask": None, "noise": 0.0}
 ATTENTION_DEFAULTS = {"mask": "encoder_decoder"}
+ALL_RUNS = "all"  # a profile's `runs: all` selects the whole matrix
 
 
 class ConfigError(ValueError):
@@ -49,9 +50,17 @@ def validate_params(params: dict) -> dict:
     for name, profile in params["profiles"].items():
         if profile.get("checkpoint_every", 1) > profile["iterations"]:
             problems.append(f"  profiles.{name}.checkpoint_every: larger than iterations ({profile['iterations']})")
+        unknown = [run_id for run_id in _listed_runs(profile) if run_id not in params["runs"]]
+        if unknown:
+            problems.append(f"  profiles.{name}.runs: {unknown} are not runs of the matrix (`runs:` defines "
+                            f"{len(params['runs'])}: {', '.join(params['runs'])})")
     if problems:
         raise ConfigError("params.yaml is invalid:\n" + "\n".join(problems))
     return params
+
+
+def _listed_runs(profile: dict) -> list[str]:
+    return [] if profile["runs"] == ALL_RUNS else list(profile["runs"])
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:
@@ -62,12 +71,29 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return validate_params(yaml.safe_load(path.read_text()))
 
 
-def resolve_profile(params: dict, profile: str | None = None) -> dict:
-    """The training section with the profile's overrides applied, plus the profile's own keys and name."""
+def profile_name(params: dict, profile: str | None = None) -> str:
+    """`profile`, or params.yaml's `profile` key; an error naming the defined profiles when it is unknown."""
     name = profile or params["profile"]
     if name not in params["profiles"]:
         raise ConfigError(f"unknown profile {name!r}; params.yaml defines {sorted(params['profiles'])}")
-    return {**params["training"], **params["profiles"][name], "name": name}
+    return name
+
+
+def resolve_profile(params: dict, profile: str | None = None) -> dict:
+    """The training section with the profile's overrides applied, plus the profile's own keys and name.
+
+    The profile's run selection is left out: it says which runs train, not how, so selecting another run never
+    changes (and never reruns) a run that was already selected.
+    """
+    name = profile_name(params, profile)
+    overrides = {key: value for key, value in params["profiles"][name].items() if key != "runs"}
+    return {**params["training"], **overrides, "name": name}
+
+
+def selected_runs(params: dict, profile: str | None = None) -> list[str]:
+    """Ids of the runs the profile trains (`runs: all` or a list), in params.yaml order."""
+    chosen = params["profiles"][profile_name(params, profile)]["runs"]
+    return [run_id for run_id in params["runs"] if chosen == ALL_RUNS or run_id in chosen]
 
 
 def run_config(params: dict, run_id: str) -> dict:
@@ -96,13 +122,17 @@ def main(argv: list[str] | None = None) -> int:
         profile = resolve_profile(params, args.profile)
     except ConfigError as error:
         parser.exit(2, f"ran runs: {error}\n")
-    runs = all_runs(params)
+    runs, selected = all_runs(params), selected_runs(params, profile["name"])
     if args.json:
-        print(json.dumps({"profile": profile, "seeds": params["seeds"], "runs": runs}, indent=2))
+        print(json.dumps({"profile": profile, "seeds": params["seeds"], "runs": runs, "selected": selected},
+                         indent=2))
         return 0
     print(f"profile {profile['name']}: {profile['iterations']} iterations, data {profile['data']}; "
-          f"{len(runs)} runs x {len(params['seeds'])} seed(s)")
+          f"{len(selected)} of {len(runs)} runs selected x {len(params['seeds'])} seed(s)")
     for run in runs:
         details = " ".join(f"{k}={run[k]}" for k in ("network", "attention", "learning", "mask", "noise") if run[k])
-        print(f"  {run['run']:<30} {run['dataset']:<8} {details}")
+        mark = " " if run["run"] in selected else "-"
+        print(f"{mark} {run['run']:<30} {run['dataset']:<8} {details}")
+    if len(selected) < len(runs):
+        print("(-: not selected by this profile; the workflow marks it 'not run')")
     return 0

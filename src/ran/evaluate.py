@@ -4,7 +4,8 @@
         --out results/P/eval/R
 
 The reported error is that of the final weights after the last iteration; the test set never picks a checkpoint
-(SPEC decision 3). Writes `metrics.json` (format in docs/architecture.md) and `masks.npz` (Fig. 1-style masks).
+(SPEC decision 3). Writes `metrics.json` (format in docs/architecture.md) and `masks.npz` (Fig. 1-style masks). For a
+run its profile does not select, both say so ("status": "not selected", no masks) and nothing is loaded.
 """
 
 from __future__ import annotations
@@ -116,13 +117,34 @@ def mask_arrays(model, images: np.ndarray, soft_masks, has_attention: bool = Tru
     return arrays
 
 
+def write_outputs(out: str | Path, metrics: dict, masks: dict[str, np.ndarray]) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **masks)
+    write_bytes_atomic(out / "masks.npz", buffer.getvalue())
+    write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    return metrics
+
+
+def run_summary(run: dict) -> dict:
+    return {key: run.get(key) for key in ("dataset", "network", "attention", "learning", "mask", "noise")}
+
+
 def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, out: str, profile: str | None = None,
                  describe=None, soft_masks=None, batch_size: int = 500, progress: bool = True) -> dict:
     """Evaluate each seed's `model.keras` on the test split; write `metrics.json` and `masks.npz` into `out`."""
     from tqdm import tqdm
 
+    from ran.data.archive import sha256_file
     from ran.data.prepare import load_split
-    from ran.train.run import NUM_CLASSES, describe_network
+    from ran.train.run import NUM_CLASSES, describe_network, not_selected_note
+
+    note = not_selected_note(models_dir)
+    if note is not None:
+        metrics = {"run": run["run"], "profile": profile or note["profile"], "status": "not selected",
+                   "reason": note["reason"], "config": run_summary(run)}
+        return write_outputs(out, metrics, {"images": np.zeros((0, 32, 32, 3), dtype=np.uint8)})
 
     describe = describe or describe_network
     if soft_masks is None:
@@ -145,20 +167,14 @@ def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, ou
             profile = profile or record.get("training", {}).get("name")
             masks = mask_arrays(model, images[:MASK_IMAGES], soft_masks, has_attention=run["attention"] is not None)
     metrics = {
-        "run": run["run"], "profile": profile,
-        "config": {key: run.get(key) for key in ("dataset", "network", "attention", "learning", "mask", "noise")},
+        "run": run["run"], "profile": profile, "status": "evaluated", "config": run_summary(run),
+        "test_npz_sha256": sha256_file(Path(prepared) / "test.npz"),
         "params": summary.get("params"), "depth": summary.get("depth"),
         "top1_error_pct": summarise([s["top1_error_pct"] for s in per_seed]),
         "top5_error_pct": summarise([s["top5_error_pct"] for s in per_seed]) if num_classes > 10 else None,
         "seeds": per_seed,
     }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, **masks)
-    write_bytes_atomic(out / "masks.npz", buffer.getvalue())
-    write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
-    return metrics
+    return write_outputs(out, metrics, masks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                                profile=args.profile, batch_size=args.batch_size)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as error:
         parser.exit(1, f"ran evaluate: {error}\n")
+    if metrics["status"] == "not selected":
+        print(f"evaluate: {run['run']}: not run ({metrics['reason']})")
+        return 0
     for seed in metrics["seeds"]:
         if seed["nonfinite_samples"]:
             print(f"ran evaluate: warning: {run['run']} seed {seed['seed']}: {seed['nonfinite_samples']} of "

@@ -7,6 +7,10 @@ DATA = f"data/{PROFILE}"
 RESULTS = f"results/{PROFILE}"
 LOGS = f"{RESULTS}/logs"
 RUNS = config["runs"]
+PROFILE_RUNS = config["profiles"][PROFILE]["runs"]
+SELECTED = [run for run in RUNS if PROFILE_RUNS == "all" or run in PROFILE_RUNS]
+# How every run trains under this profile; the selection is apart, so changing it reruns only the runs it changes.
+TRAINING = {**config["training"], **{k: v for k, v in config["profiles"][PROFILE].items() if k != "runs"}}
 NOISE_DATASET = config["label_noise"]["dataset"]
 NOISY = f"{DATA}/noisy/{NOISE_DATASET}"
 
@@ -24,6 +28,11 @@ def prepared_of_run(wildcards):
 def run_params(wildcards):
     """The run's row of params.yaml: a change to it reruns that run only (like DVC's `runs.<run>` params)."""
     return RUNS[wildcards.run]
+
+
+def is_selected(wildcards):
+    """Whether the profile trains this run (`profiles.<profile>.runs`)."""
+    return wildcards.run in SELECTED
 
 
 def every_run(pattern):

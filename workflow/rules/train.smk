@@ -17,7 +17,8 @@ rule train:
         profile=PROFILE,
         checkpoints=f"{RESULTS}/checkpoints/{{run}}",  # outside every output: a failed job keeps its checkpoints
         run=run_params,
-        training={**config["training"], **config["profiles"][PROFILE]},
+        selected=is_selected,  # a run the profile leaves out only writes not_selected.json
+        training=TRAINING,
         seeds=config["seeds"],
     resources:
         gpu=1,

@@ -5,6 +5,10 @@ Sources, in the order they are chosen: `--url` (manual use); the synthetic archi
 `datasets.D.local` (a pre-downloaded archive, fetched the same way, or an extracted folder, which is re-packed into a
 deterministic .tar.gz so later steps see one kind of input); `datasets.D.url`.
 
+A local copy need not be the official tarball (a repack, or the extracted files): where the official per-file sha256
+of the record files is known (CIFAR-10), each record file of the copy is checked against it instead of the tarball's
+md5. Otherwise (CIFAR-100) a local archive must match the configured md5/sha256.
+
 A download is written to `OUT.part`, resumed with an HTTP Range request after a dropped connection, retried with
 exponential backoff, checked against the configured md5/sha256 and read through completely (member safety,
 truncation, the expected members) before it is renamed onto OUT. A failed check deletes `OUT.part`; an interrupted
@@ -46,6 +50,8 @@ class Source:
     md5: str | None = None
     sha256: str | None = None
     origin: str = "the command line"  # where the source was configured, for error messages
+    by_files: bool = False  # verify the record files against the official per-file sha256, not the archive
+
 
     def checksums(self) -> dict[str, str]:
         return {name: getattr(self, name).lower() for name in CHECKSUMS if getattr(self, name)}
@@ -74,10 +80,12 @@ def source_from_params(params: dict, dataset: str, profile: dict, synthetic: str
         local = Path(config["local"]).expanduser()
         local = local if local.is_absolute() else Path(base_dir) / local
         origin = f"datasets.{dataset}.local in params.yaml"
+        by_files = bool(get_layout(dataset).official_sha256)
         if local.is_dir():
-            return Source(dataset, folder=local, origin=origin)
+            return Source(dataset, folder=local, origin=origin, by_files=by_files)
         if local.is_file():
-            return Source(dataset, url=local.resolve().as_uri(), origin=origin, **checksums)
+            checksums = {} if by_files else checksums
+            return Source(dataset, url=local.resolve().as_uri(), origin=origin, by_files=by_files, **checksums)
         raise DataError(f"datasets.{dataset}.local in params.yaml is {config['local']!r}, but {local} is neither "
                         f"a file nor a folder; fix the path (relative paths are relative to params.yaml's folder) "
                         f"or remove the key to download from datasets.{dataset}.url.")
@@ -156,6 +164,19 @@ def _verify_checksums(path: Path, source: Source, out: Path) -> None:
                         f"changed the source on purpose. {local_copy_hint(source.dataset)}")
 
 
+def check_official_files(actual: dict[str, str], dataset: str, where: str) -> str:
+    """Compare record-file sha256 (archive member name -> hex) with the official ones; say what was verified."""
+    official = get_layout(dataset).official_member_sha256()
+    wrong = [f"{name}: sha256 {actual.get(name, 'missing')}, official {digest}" for name, digest in official.items()
+             if actual.get(name) != digest]
+    if wrong:
+        raise DataError(f"{where} is not the official {dataset}: {len(wrong)} of its {len(official)} record files "
+                        f"differ from the official ones ({'; '.join(wrong)}). Nothing was written. Supply the "
+                        f"official files (the binary version), e.g. by removing datasets.{dataset}.local to "
+                        f"download them.")
+    return f"its {len(official)} record files match the official per-file sha256"
+
+
 def download(source: Source, out: str | Path, *, attempts: int = 5, backoff: float = 1.0,
              timeout: float = 60.0) -> Path:
     """Fetch, verify and atomically place the archive of `source` at `out`; return `out`."""
@@ -163,9 +184,12 @@ def download(source: Source, out: str | Path, *, attempts: int = 5, backoff: flo
     out.parent.mkdir(parents=True, exist_ok=True)
     layout = get_layout(source.dataset)
     if source.folder is not None:
-        return pack_folder(source.folder, source.dataset, out)
+        return pack_folder(source.folder, source.dataset, out, by_files=source.by_files)
     expected = source.checksums()
-    if not expected:
+    if not expected and source.by_files:
+        print(f"download: {source.url} ({source.origin}) is checked file by file against the official record "
+              f"files", file=sys.stderr)
+    elif not expected:
         print(f"download: warning: no md5/sha256 configured for {source.url}; only the archive's structure is "
               f"checked", file=sys.stderr)
     if out.is_file() and expected and file_digests(out, tuple(expected)) == expected:
@@ -186,21 +210,26 @@ def download(source: Source, out: str | Path, *, attempts: int = 5, backoff: flo
             part.unlink()
             fetch(source.url, part, dataset=source.dataset, attempts=attempts, backoff=backoff, timeout=timeout)
             _verify_checksums(part, source, out)
+        digests = {}
         scan_archive(part, layout.members(), name=f"{out} (downloaded from {source.url})",
-                     advice=f"The download was deleted. {local_copy_hint(source.dataset)}")
+                     advice=f"The download was deleted. {local_copy_hint(source.dataset)}", digests=digests)
+        verified = [f"archive {', '.join(expected)}"] if expected else []
+        if source.by_files:
+            verified.append(check_official_files(digests, source.dataset, f"{source.url} ({source.origin})"))
     except DataError:
         part.unlink(missing_ok=True)
         raise
     os.replace(part, out)
-    print(f"download: {out} verified ({', '.join(expected) or 'structure only'})", file=sys.stderr)
+    print(f"download: {out} verified ({'; '.join(verified) or 'structure only'})", file=sys.stderr)
     return out
 
 
-def pack_folder(folder: str | Path, dataset: str, out: str | Path) -> Path:
+def pack_folder(folder: str | Path, dataset: str, out: str | Path, by_files: bool = False) -> Path:
     """Re-pack an extracted CIFAR folder's files into a deterministic archive with the official member names.
 
-    Archive checksums cannot apply to a re-pack; `ran prepare` records the sha256 of every .bin file instead.
-    Accepts the folder that holds `cifar-10-batches-bin/` (or `cifar-100-binary/`) or that folder itself.
+    Archive checksums cannot apply to a re-pack: with `by_files` each record file is checked against its official
+    sha256 first; `ran prepare` records the sha256 of every record file either way. Accepts the folder that holds
+    `cifar-10-batches-bin/` (or `cifar-100-binary/`) or that folder itself.
     """
     layout = get_layout(dataset)
     folder = Path(folder)
@@ -208,8 +237,13 @@ def pack_folder(folder: str | Path, dataset: str, out: str | Path) -> Path:
     for root in (folder / layout.folder, folder):
         if all((root / file).is_file() for file in files):
             members = {layout.member(file): root / file for file in files}
+            verified = "not verified: no official per-file hashes are known for it"
+            if by_files:
+                actual = {name: file_digests(path)["sha256"] for name, path in members.items()
+                          if name in layout.official_member_sha256()}
+                verified = check_official_files(actual, dataset, f"folder {root}")
             sha256 = write_deterministic_targz(out, members)
-            print(f"download: packed {root} into {out} (sha256 {sha256})", file=sys.stderr)
+            print(f"download: packed {root} into {out} (sha256 {sha256}); {verified}", file=sys.stderr)
             return Path(out)
     missing = [file for file in files if not any((root / file).is_file() for root in (folder / layout.folder, folder))]
     raise DataError(f"folder {folder} is not an extracted {dataset} binary archive: missing {missing} (looked in "

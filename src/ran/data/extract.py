@@ -7,6 +7,7 @@ even where tarfile's own `filter="data"` would merely rewrite it.
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 import zlib
 from collections.abc import Iterable
@@ -66,11 +67,12 @@ def _missing(archive: str | Path, missing: Iterable[str], advice: str = "") -> D
 
 
 def scan_archive(archive: str | Path, required: Iterable[str] = (), name: str | None = None,
-                 advice: str = REDOWNLOAD) -> dict[str, str]:
+                 advice: str = REDOWNLOAD, digests: dict[str, str] | None = None) -> dict[str, str]:
     """Read the whole archive once: check every member, read all data (catching truncation), check `required`.
 
     Returns the archive's PAX global headers (empty for ordinary archives). `name` is how messages call the file
-    (a download checks its `.part` file but reports the output it was meant for).
+    (a download checks its `.part` file but reports the output it was meant for). `digests`, when given, receives
+    the sha256 of every regular member, read in the same pass.
     """
     required = set(required)
     _require_file(archive)
@@ -82,9 +84,11 @@ def scan_archive(archive: str | Path, required: Iterable[str] = (), name: str | 
                 check_member(member, archive, advice)
                 seen.add(member.name.rstrip("/"))
                 if member.isfile():
-                    stream = tar.extractfile(member)
-                    while stream.read(1 << 20):
-                        pass
+                    stream, digest = tar.extractfile(member), hashlib.sha256()
+                    while chunk := stream.read(1 << 20):
+                        digest.update(chunk)
+                    if digests is not None:
+                        digests[member.name] = digest.hexdigest()
             headers = dict(tar.pax_headers)
     except UnsafeArchiveError:
         raise

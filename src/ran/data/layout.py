@@ -55,6 +55,9 @@ class CifarLayout:
     coarse_names_file: str | None  # CIFAR-100 superclass names
     class_names: tuple[str, ...]  # what the official names file holds (used by the synthetic generator)
     official_counts: tuple[tuple[str, int], ...]  # (split, images)
+    # sha256 of each official record file, where it is known: how a copy that is not the official tarball (a
+    # repack, an extracted folder) is verified. Empty for CIFAR-100: no published per-file hashes are known to us.
+    official_sha256: tuple[tuple[str, str], ...] = ()
 
     @property
     def label_bytes(self) -> int:
@@ -74,6 +77,10 @@ class CifarLayout:
     def member(self, file: str) -> str:
         return f"{self.folder}/{file}"
 
+    def official_member_sha256(self) -> dict[str, str]:
+        """Archive member name -> official sha256, for the record files whose hash is known."""
+        return {self.member(file): digest for file, digest in self.official_sha256}
+
     def members(self) -> list[str]:
         """Every file the pipeline needs, as archive member names."""
         files = [*self.train_files, *self.test_files, self.names_file]
@@ -92,6 +99,14 @@ LAYOUTS = {
         coarse_names_file=None,
         class_names=CIFAR10_CLASSES,
         official_counts=(("train", 50_000), ("test", 10_000)),
+        official_sha256=(
+            ("data_batch_1.bin", "cee916563c9f80d84e3cc88e17fdc0941787f1244f00a67874d45b261883ada5"),
+            ("data_batch_2.bin", "a591ca11fa1708a91ee40f54b3da4784ccd871ecf2137de63f51ada8b3fa57ed"),
+            ("data_batch_3.bin", "bbe8596564c0f86427f876058170b84dac6670ddf06d79402899d93ceea26f67"),
+            ("data_batch_4.bin", "014e562d6e23c72197cc727519169a60359f5eccd8945ad5a09d710285ff4e48"),
+            ("data_batch_5.bin", "755304fc0b379caeae8c14f0dac912fbc7d6cd469eb67a1029a08a39453a9add"),
+            ("test_batch.bin", "8e2eb146ae340b09e24670f29cabc6326dba54da8789dab6768acf480273f65b"),
+        ),
     ),
     "cifar100": CifarLayout(
         dataset="cifar100",

@@ -114,6 +114,7 @@ def prepare(archive: str | Path, dataset: str, out: str | Path) -> dict:
     manifest = {
         "dataset": dataset,
         "synthetic": synthetic,
+        "verified": _verification(source_sha256, layout, synthetic, archive),
         "archive": {"file": archive.name, "sha256": sha256_file(archive)},
         "image_format": "uint8 (N, 32, 32, 3) NHWC, RGB; labels int64",
         "num_classes": layout.num_classes,
@@ -129,6 +130,23 @@ def prepare(archive: str | Path, dataset: str, out: str | Path) -> dict:
         _save_npz(out / f"{split}.npz", arrays[split])
     write_bytes_atomic(out / MANIFEST, (compact_json(manifest) + "\n").encode())  # last: marks completion
     return manifest
+
+
+def _verification(source_sha256: dict[str, str], layout: CifarLayout, synthetic: bool, archive: Path) -> str:
+    """What this data was checked against, for the manifest; official data whose record files are known must match
+    them byte for byte (counts and class balance are checked for every archive)."""
+    if synthetic:
+        return "synthetic archive written by `ran synth` (counts and class balance checked)"
+    official = layout.official_member_sha256()
+    if not official:
+        return (f"counts and class balance checked; no official per-file sha256 is known for {layout.dataset}, so "
+                f"the bytes are vouched for by the archive checksum `ran download` verified")
+    wrong = sorted(name for name, digest in official.items() if source_sha256.get(name) != digest)
+    if wrong:
+        raise DataError(f"{archive}: record files {wrong} differ from the official {layout.dataset} files (sha256); "
+                        f"this is not the official data. Download it again or point datasets.{layout.dataset}.local "
+                        f"at the official files.")
+    return f"all {len(official)} record files match the official per-file sha256"
 
 
 def _fine_to_coarse(split: dict[str, np.ndarray], num_classes: int, archive: Path) -> list[int]:

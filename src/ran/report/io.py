@@ -24,7 +24,8 @@ def load_paper(path: str | Path) -> dict:
 def load_metrics(eval_dir: str | Path, run_id: str, profile: str | None = None) -> dict | None:
     """A run's eval metrics.json, or None when the run has not been evaluated.
 
-    A metrics file written under another profile is an error: a smoke number must never land in a paper table.
+    A metrics file written under another profile is an error: a smoke number must never land in a paper table. A run
+    the profile does not select (`"status": "not selected"`) has no results either.
     """
     path = Path(eval_dir) / run_id / "metrics.json"
     if not path.is_file():
@@ -32,6 +33,8 @@ def load_metrics(eval_dir: str | Path, run_id: str, profile: str | None = None) 
     metrics = json.loads(path.read_text())
     if profile is not None and metrics.get("profile") not in (None, profile):
         raise ValueError(f"{path} was written by profile {metrics.get('profile')!r}, not {profile!r}")
+    if metrics.get("status") == "not selected":
+        return None
     if not isinstance(metrics.get("top1_error_pct"), dict):
         raise ValueError(f"{path}: 'top1_error_pct' must be an object with mean, std and n")
     return metrics

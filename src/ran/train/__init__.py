@@ -4,3 +4,7 @@ The trained model is one Keras graph: uint8 images -> per-pixel mean subtraction
 (training only) -> network -> float32 logits, so evaluation feeds raw uint8 test images and the input pipeline needs no
 TensorFlow on other backends.
 """
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or Inf."""

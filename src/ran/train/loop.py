@@ -25,17 +25,13 @@ import numpy as np
 from keras import ops
 from tqdm import tqdm
 
-from ran.train import provenance
+from ran.train import TrainingDiverged, provenance
 from ran.train.checkpoint import atomic_write_json, load_state, save_state
 from ran.train.data import batch_indices, mean_image, segment_ends, steps_per_pass
 from ran.train.layers import PadCropFlip, PixelMeanSubtraction
 from ran.train.schedule import StepDecay, decay_boundaries
 
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or Inf."""
 
 
 class Interrupted(RuntimeError):
@@ -206,6 +202,8 @@ def train_seed(
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
     record = dict(record or {})
     iterations, batch = int(training["iterations"]), int(training["batch_size"])
+    origin = provenance.snapshot()  # before any work: provenance must never cost a finished run
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
     gpu = bool(provenance.accelerators())
     policy, jit = resolve_precision(training["mixed_precision"], gpu), resolve_jit(training["jit"], gpu)
     keras.utils.set_random_seed(seed)
@@ -291,9 +289,7 @@ def train_seed(
         **record,
         "training": training,
         "seed": seed,
-        "code_version": provenance.code_version(),
-        "libraries": provenance.library_versions(),
-        "device": provenance.device_description(),
+        **origin,
         "dtype_policy": policy,
         "jit": bool(model.jit_compile),  # effective: Keras turns XLA off under TF op determinism (CPU)
         "deterministic_ops": deterministic,
@@ -305,6 +301,7 @@ def train_seed(
         "resumes": clock["resumes"],
         "final_train_loss": last.get("loss"),
         "final_train_accuracy": last.get("accuracy"),
+        "started_at": started_at,  # of the process that finished the run (a resumed run started earlier)
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(describe(network) if describe else {}),
     }

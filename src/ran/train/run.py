@@ -4,7 +4,9 @@
         --noisy data/P/noisy/D --out results/P/models/R --checkpoints results/P/checkpoints/R
 
 Seeds run one after another; a seed whose `train.json` already records the same configuration is skipped, and an
-interrupted seed resumes from `--checkpoints DIR/seed{S}/`.
+interrupted seed resumes from `--checkpoints DIR/seed{S}/`. A run that the profile does not select (`profiles.P.runs`)
+trains nothing: OUT gets only `not_selected.json`, which `ran evaluate` turns into a "not run" result, so both
+engines keep one job per run of the matrix whatever the selection.
 """
 
 from __future__ import annotations
@@ -16,6 +18,23 @@ import sys
 from pathlib import Path
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+NOT_SELECTED = "not_selected.json"
+
+
+def mark_not_selected(out: str | Path, run_id: str, profile: str, selected: list[str]) -> Path:
+    """Write OUT/not_selected.json (seed folders of an earlier selection are left as they are)."""
+    from ran.atomic import write_text_atomic
+
+    note = {"run": run_id, "profile": profile, "selected": selected,
+            "reason": f"profile {profile!r} does not select run {run_id!r} (profiles.{profile}.runs)"}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(Path(out) / NOT_SELECTED, json.dumps(note, indent=2) + "\n")
+
+
+def not_selected_note(models_dir: str | Path) -> dict | None:
+    """The note `mark_not_selected` left in a run's model folder, or None for a run that trained."""
+    path = Path(models_dir) / NOT_SELECTED
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def network_factory(run: dict, weight_decay: float):
@@ -51,6 +70,19 @@ def training_labels(run: dict, labels, noisy_dir: str | None, seed: int):
     return noisy, float(summary["realised_fraction"])
 
 
+def data_provenance(prepared: str | Path) -> dict:
+    """What the run trains on: sha256 of the prepared training split, and the record files it came from."""
+    from ran.data.archive import sha256_file
+    from ran.data.prepare import MANIFEST
+
+    path = Path(prepared) / MANIFEST
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    return {"dataset": manifest.get("dataset"), "synthetic": manifest.get("synthetic"),
+            "verified": manifest.get("verified", f"unknown ({path} holds no verification)"),
+            "train_npz_sha256": sha256_file(Path(prepared) / "train.npz"),
+            "source_sha256": manifest.get("source_sha256")}
+
+
 def is_finished(seed_dir: Path, run: dict, training: dict) -> bool:
     """True when `train.json` exists and records this very run and training configuration."""
     path = seed_dir / "train.json"
@@ -68,12 +100,12 @@ def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy:
     `build(run, weight_decay) -> () -> network` and `describe(network) -> dict` default to the paper's networks.
     """
     from ran.data.prepare import load_split
-    from ran.train.loop import train_seed
 
     if run["dataset"] not in NUM_CLASSES:
         raise ValueError(f"dataset must be one of {sorted(NUM_CLASSES)}, got {run['dataset']!r}")
     build, describe = build or network_factory, describe or describe_network
     images, clean = load_split(prepared, "train")
+    data = data_provenance(prepared)
     records = []
     for seed in seeds:
         seed_dir = Path(out) / f"seed{seed}"
@@ -81,9 +113,12 @@ def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy:
             print(f"train: {run['run']} seed {seed} already finished in {seed_dir}; skipped", file=sys.stderr)
             records.append(json.loads((seed_dir / "train.json").read_text()))
             continue
+        from ran.train.loop import train_seed  # Keras and its backend load only when a seed trains
+
         labels, realised = training_labels(run, clean, noisy, seed)
         records.append(train_seed(build(run, training["weight_decay"]), images, labels, training, seed, seed_dir,
-                                  Path(checkpoints) / f"seed{seed}", record={**run, "noise_realised": realised},
+                                  Path(checkpoints) / f"seed{seed}",
+                                  record={**run, "noise_realised": realised, "data": data},
                                   describe=describe, progress=progress))
     return records
 
@@ -102,13 +137,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from ran.config import ConfigError, load_params, resolve_profile, run_config
+    from ran.config import ConfigError, load_params, resolve_profile, run_config, selected_runs
     from ran.data import DataError
-    from ran.train.loop import TrainingDiverged
+    from ran.train import TrainingDiverged
 
     try:
         params = load_params(args.params)
         training, run = resolve_profile(params, args.profile), run_config(params, args.run)
+        selected = selected_runs(params, training["name"])
+        if run["run"] not in selected:
+            path = mark_not_selected(args.out, run["run"], training["name"], selected)
+            print(f"train: {run['run']} is not selected by profile {training['name']!r}: nothing to train ({path})")
+            return 0
+        (Path(args.out) / NOT_SELECTED).unlink(missing_ok=True)
         records = train_run(run, training, args.seeds or params["seeds"], args.prepared, args.noisy, args.out,
                             args.checkpoints, progress=not args.no_progress)
     except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged) as error:
