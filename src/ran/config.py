@@ -96,6 +96,12 @@ def selected_runs(params: dict, profile: str | None = None) -> list[str]:
     return [run_id for run_id in params["runs"] if chosen == ALL_RUNS or run_id in chosen]
 
 
+def needed_datasets(params: dict, profile: str | None = None) -> list[str]:
+    """Datasets the profile's selected runs train on, in params.yaml order (the others are not downloaded)."""
+    used = {params["runs"][run_id]["dataset"] for run_id in selected_runs(params, profile)}
+    return [dataset for dataset in params["datasets"] if dataset in used]
+
+
 def run_config(params: dict, run_id: str) -> dict:
     """One row of `runs` with its defaults filled in and its id attached."""
     if run_id not in params["runs"]:

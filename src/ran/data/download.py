@@ -273,16 +273,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempts", type=int, default=5, help="download attempts (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in s (default: %(default)s)")
     args = parser.parse_args(argv)
-    from ran.config import ConfigError, load_params, resolve_profile
+    from ran.config import ConfigError, load_params, needed_datasets, resolve_profile
+    from ran.data.skipped import not_needed_reason, write_not_needed_archive
 
     try:
+        if not args.url:
+            params = load_params(args.params)
+            profile = resolve_profile(params, args.profile)
+            if args.dataset not in needed_datasets(params, profile["name"]):
+                reason = not_needed_reason(args.dataset, profile["name"])
+                write_not_needed_archive(args.out, reason)
+                print(f"download: {reason}; wrote the marker {args.out}", file=sys.stderr)
+                return 0
         if args.url:
             if not args.url.startswith(("http://", "https://", "file://")):
                 parser.error(f"--url must start with http://, https:// or file://, got {args.url!r}")
             source = Source(args.dataset, url=args.url, origin="--url")
         else:
-            params = load_params(args.params)
-            profile = resolve_profile(params, args.profile)
             source = source_from_params(params, args.dataset, profile, args.synthetic, Path(args.params).parent)
         overrides = {name: getattr(args, name) for name in CHECKSUMS if getattr(args, name)}
         source = replace(source, **overrides)

@@ -104,7 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ran.config import ConfigError, load_params
     from ran.data.prepare import load_manifest, load_split
+    from ran.data.skipped import folder_not_needed, mark_folder
 
+    reason = folder_not_needed(args.prepared)
+    if reason is not None:
+        mark_folder(args.out, reason)
+        print(f"noise: nothing to corrupt ({reason})", file=sys.stderr)
+        return 0
     try:
         params = load_params(args.params)
         manifest = load_manifest(args.prepared)

@@ -24,6 +24,7 @@ from ran.data import DataError
 from ran.data.archive import compact_json, sha256_file
 from ran.data.extract import safe_extract
 from ran.data.layout import CHANNELS, IMAGE_SIZE, LAYOUTS, SPLITS, CifarLayout, get_layout
+from ran.data.skipped import archive_not_needed, folder_not_needed, mark_folder
 from ran.data.synthetic import SYNTHETIC_HEADER
 
 MANIFEST = "manifest.json"
@@ -176,6 +177,9 @@ def load_split(prepared_dir: str | Path, split: str) -> tuple[np.ndarray, np.nda
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     path = Path(prepared_dir) / f"{split}.npz"
+    reason = folder_not_needed(prepared_dir)
+    if reason is not None:
+        raise DataError(f"{prepared_dir} holds no data: {reason}. Select a run that uses it in the profile.")
     if not path.is_file():
         raise DataError(f"{path} not found: run `ran prepare` to write the prepared dataset.")
     with np.load(path, allow_pickle=False) as data:
@@ -194,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for train.npz, test.npz and manifest.json")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    reason = archive_not_needed(args.archive)
+    if reason is not None:
+        mark_folder(args.out, reason)
+        print(f"prepare: {args.dataset}: nothing to prepare ({reason})", file=sys.stderr)
+        return 0
     try:
         manifest = prepare(args.archive, args.dataset, args.out)
     except DataError as error:
