@@ -17,6 +17,7 @@ COMMANDS = {
     "noise": ("ran.data.noise", "Corrupt training labels with the paper's Eq. 7 noise matrix."),
     "train": ("ran.train.run", "Train one run of the experiment matrix (resumable)."),
     "evaluate": ("ran.evaluate", "Test error, per-class error, confusion matrix and soft masks of a model."),
+    "record": ("ran.records", "Copy finished real-data runs of a profile into workflow/resources/records."),
     "tables": ("ran.report.tables", "Paper-vs-ours tables (CSV, Markdown, LaTeX) from run outputs."),
     "figures": ("ran.report.figures", "Training curves, per-table charts and attention-mask pictures."),
     "report": ("ran.report.render", "Execute the report notebook and render it to HTML."),
