@@ -172,7 +172,8 @@ def record_profile(params: dict, profile: str, results: Path, into: Path, runs: 
 
 
 def load_records(into: str | Path) -> list[dict]:
-    """Every record.json under `into` (validated), each with its `history` folder path attached as `_history`."""
+    """Every record.json under `into` (validated; none when the folder is missing), each with its `history` folder
+    path attached as `_history`."""
     records = []
     for path in sorted(Path(into).glob("*/*/seed*/record.json")):
         record = validate_record(_read_json(path), str(path))

@@ -13,6 +13,7 @@ SELECTED = [run for run in RUNS if PROFILE_RUNS == "all" or run in PROFILE_RUNS]
 TRAINING = {**config["training"], **{k: v for k, v in config["profiles"][PROFILE].items() if k != "runs"}}
 NOISE_DATASET = config["label_noise"]["dataset"]
 NOISY = f"{DATA}/noisy/{NOISE_DATASET}"
+RECORDS = "workflow/resources/records"  # the project's committed real-data results, shown beside every report
 
 
 wildcard_constraints:

@@ -4,6 +4,7 @@
 rule tables:
     input:
         paper="workflow/resources/paper_results.yaml",
+        records=RECORDS,
         metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
     output:
         report(
@@ -23,12 +24,13 @@ rule tables:
         seeds=config["seeds"],
     shell:
         "ran tables --params params.yaml --profile {params.profile} --paper {input.paper} --eval {params.eval}"
-        " --out {output} > {log} 2>&1"
+        " --records {input.records} --out {output} > {log} 2>&1"
 
 
 rule figures:
     input:
         paper="workflow/resources/paper_results.yaml",
+        records=RECORDS,
         metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
         models=every_run(f"{RESULTS}/models/{{run}}"),
         prepared=every_dataset(f"{DATA}/prepared/{{dataset}}"),
@@ -52,7 +54,8 @@ rule figures:
         seeds=config["seeds"],
     shell:
         "ran figures --params params.yaml --profile {params.profile} --paper {input.paper} --eval {params.eval}"
-        " --models {params.models} --prepared {params.prepared} --out {output} > {log} 2>&1"
+        " --models {params.models} --prepared {params.prepared} --records {input.records} --out {output}"
+        " > {log} 2>&1"
 
 
 rule report:

@@ -77,3 +77,53 @@ def training_overview(histories_by_run: dict[str, dict[int, History]], stem: str
     fig.suptitle("Training loss against iteration, every run")
     fig.tight_layout()
     return save_figure(fig, stem)
+
+
+def recorded_curves(records: list[dict], paper_error: dict[str, float], stem: str | Path) -> list[Path]:
+    """One row per recorded run: training loss, and training error beside the recorded and the paper's test error.
+
+    `records` are ran.records.load_records entries (their `_history` folder holds the DVCLive tables);
+    `paper_error` maps run id -> the paper's top-1 test error in %.
+    """
+    runs = sorted({record["run"] for record in records})
+    if not runs:
+        return placeholder(stem, "no recorded runs yet",
+                           "workflow/resources/records is empty: `ran record --profile P` adds finished real runs")
+    fig, axes = new_figure(ncols=2, nrows=len(runs), width=10.0, height=3.0 * len(runs))
+    for (loss_ax, error_ax), run_id in zip(axes, runs, strict=True):
+        for record in (r for r in records if r["run"] == run_id):
+            label = f"{record['profile']} seed {record['seed']}"
+            history = _history_folder(record)
+            loss, accuracy = history.get("train/loss"), history.get("train/accuracy")
+            if loss:
+                loss_ax.plot(*loss, linewidth=1.2, label=label)
+            if accuracy:
+                steps, values = accuracy
+                line, = error_ax.plot(steps, [100 * (1 - v) for v in values], linewidth=1.2,
+                                      label=f"{label}: train error")
+                error_ax.plot([record["summary"]["iterations"]], [record["result"]["top1_error_pct"]], "o",
+                              color=line.get_color(), label=f"{label}: test error "
+                              f"{record['result']['top1_error_pct']:.2f}%")
+        if run_id in paper_error:
+            error_ax.axhline(paper_error[run_id], color="0.3", linestyle="--",
+                             label=f"paper: test error {paper_error[run_id]:.2f}% (160k iterations)")
+        loss_ax.set_title(f"{run_id}: training loss (incl. weight decay)", fontsize=9)
+        error_ax.set_title(f"{run_id}: error %", fontsize=9)
+        for ax in (loss_ax, error_ax):
+            ax.set_xlabel("iteration")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle("Recorded runs (workflow/resources/records)")
+    fig.tight_layout()
+    return save_figure(fig, stem)
+
+
+def _history_folder(record: dict) -> History:
+    """A record's DVCLive tables, read from its `history` folder (laid out like live/plots/metrics)."""
+    from ran.report.io import read_tsv_series
+
+    folder = Path(record.get("_history", ""))
+    if not folder.is_dir():
+        return {}
+    return {path.relative_to(folder).with_suffix("").as_posix(): read_tsv_series(path)
+            for path in sorted(folder.rglob("*.tsv"))}

@@ -12,13 +12,14 @@ import numpy as np
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from ran.config import ConfigError, all_runs, load_params, resolve_profile
-from ran.report.curves import training_curves, training_overview
+from ran.records import RECORDS_DIR, load_records
+from ran.report.curves import recorded_curves, training_curves, training_overview
 from ran.report.formats import Table
 from ran.report.io import load_history, load_paper, seed_dirs
 from ran.report.masks import mask_grid
 from ran.report.outputs import attention_runs
 from ran.report.plotting import OURS_STYLE, PAPER_STYLE, new_figure, save_figure
-from ran.report.tables import DATASET_LABELS, build_tables, collect_metrics
+from ran.report.tables import DATASET_LABELS, build_tables, collect_metrics, paper_error_by_run
 
 PARAMS_TICKS_M = (0.5, 1, 2, 5, 10, 20, 50)
 
@@ -156,11 +157,13 @@ def load_masks(eval_dir: str | Path, run_id: str) -> dict:
         return {key: data[key] for key in data.files}
 
 
-def make_figures(params: dict, paper: dict, profile: str, eval_dir, models_dir, prepared_dir, out) -> list[str]:
+def make_figures(params: dict, paper: dict, profile: str, eval_dir, models_dir, prepared_dir, out,
+                 records: list[dict] = ()) -> list[str]:
     """Draw every figure of ran.report.outputs(params) into `out`; return notes on what was missing."""
     out, notes = Path(out), []
     metrics = collect_metrics(params, eval_dir, profile)
     tables = {t.name: t for t in build_tables(params, paper, metrics, profile)}
+    recorded_curves(list(records), paper_error_by_run(paper["cifar"], all_runs(params)), out / "recorded_curves")
     for number in (1, 3, 4, 5, 6):
         compare_chart(tables[f"table{number}"], out / f"compare_table{number}")
     noise_chart(tables["table5"], out / "noise_robustness")
@@ -192,11 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", required=True, help="results/{profile}/models (DVCLive history per seed)")
     parser.add_argument("--prepared", help="data/{profile}/prepared (optional: class names for the mask pictures)")
     parser.add_argument("--out", required=True, help="output folder for the PNG + PDF figures")
+    parser.add_argument("--records", default=str(RECORDS_DIR),
+                        help="recorded runs for the recorded curves (default: %(default)s; a missing folder: none)")
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
         profile = resolve_profile(params, args.profile)["name"]
-        notes = make_figures(params, load_paper(args.paper), profile, args.eval, args.models, args.prepared, args.out)
+        notes = make_figures(params, load_paper(args.paper), profile, args.eval, args.models, args.prepared, args.out,
+                             load_records(args.records))
     except (ConfigError, FileNotFoundError, ValueError) as error:
         parser.exit(2, f"ran figures: {error}\n")
     for note in notes:

@@ -6,12 +6,12 @@ exactly what `ran tables`, `ran figures` and `ran report` produce.
 
 from __future__ import annotations
 
-TABLE_NAMES = ("table1", "table3", "table4", "table5", "table6", "seed_project", "params")
+TABLE_NAMES = ("table1", "table3", "table4", "table5", "table6", "seed_project", "params", "recorded")
 TABLE_SUFFIXES = (".csv", ".md", ".tex")
 FIGURE_SUFFIXES = (".png", ".pdf")
 # One chart per paper table with CIFAR numbers, then the cross-table figures.
 SUMMARY_FIGURES = ("compare_table1", "compare_table3", "compare_table4", "compare_table5", "compare_table6",
-                   "noise_robustness", "params_vs_error", "training_curves")
+                   "noise_robustness", "params_vs_error", "training_curves", "recorded_curves")
 
 
 def attention_runs(params: dict) -> list[str]:
@@ -30,8 +30,8 @@ def figure_stems(params: dict) -> list[str]:
 def outputs(params: dict) -> dict[str, list[str]]:
     """{'tables': [...], 'figures': [...], 'report': [...]}: paths relative to the tables, figures and report folders.
 
-    tables:  table{1,3,4,5,6}, seed_project, params, each as .csv, .md and .tex
-    figures: compare_table{1,3,4,5,6}, noise_robustness, params_vs_error, training_curves,
+    tables:  table{1,3,4,5,6}, seed_project, params, recorded, each as .csv, .md and .tex
+    figures: compare_table{1,3,4,5,6}, noise_robustness, params_vs_error, training_curves, recorded_curves,
              curves/{run} for every run and masks/{run} for every attention run, each as .png and .pdf
     report:  report.html
     """

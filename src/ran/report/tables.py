@@ -11,10 +11,12 @@ import argparse
 from pathlib import Path
 
 from ran.config import ConfigError, all_runs, load_params, resolve_profile
+from ran.records import RECORDS_DIR, load_records
 from ran.report.formats import Column, Table, write_table
 from ran.report.io import load_metrics, load_paper
 from ran.report.matching import match_run, paper_criteria
 from ran.report.outputs import TABLE_NAMES
+from ran.report.recorded import recorded_table, update_readme
 
 TOLERANCE_PP = 1.0  # |ours - paper| <= this many percentage points of top-1 error counts as "matches"
 PARAMS_TOLERANCE = 0.05  # relative; SPEC decision 1 holds the default networks to Table 6 within 5%
@@ -230,12 +232,14 @@ def params_table(paper: dict, runs: list[dict], metrics: dict, profile: str) -> 
     return table
 
 
-def build_tables(params: dict, paper: dict, metrics: dict[str, dict | None], profile: str) -> list[Table]:
-    """All report tables; `metrics` maps run id -> its metrics.json content (None or absent: not run)."""
+def build_tables(params: dict, paper: dict, metrics: dict[str, dict | None], profile: str,
+                 records: list[dict] = ()) -> list[Table]:
+    """All report tables; `metrics` maps run id -> its metrics.json content (None or absent: not run); `records`
+    are the committed recorded runs (ran.records.load_records) for the recorded view."""
     runs = all_runs(params)
     tables = [error_table(number, paper["cifar"], runs, metrics, profile) for number in (1, 3, 4, 5)]
     tables += [table6(paper["cifar"], runs, metrics, profile), seed_project_table(paper, runs, metrics, profile),
-               params_table(paper, runs, metrics, profile)]
+               params_table(paper, runs, metrics, profile), recorded_table(params, paper, list(records))]
     assert tuple(t.name for t in tables) == TABLE_NAMES
     return tables
 
@@ -251,17 +255,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper", required=True, help="paper_results.yaml")
     parser.add_argument("--eval", required=True, help="results/{profile}/eval (one folder per run)")
     parser.add_argument("--out", required=True, help="output folder for table*.csv/.md/.tex")
+    parser.add_argument("--records", default=str(RECORDS_DIR),
+                        help="recorded runs for the recorded view (default: %(default)s; a missing folder: none)")
+    parser.add_argument("--update-readme", metavar="README", help="also rewrite README's recorded-results block")
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
         profile = resolve_profile(params, args.profile)["name"]
         paper = load_paper(args.paper)
         metrics = collect_metrics(params, args.eval, profile)
-        tables = build_tables(params, paper, metrics, profile)
+        tables = build_tables(params, paper, metrics, profile, load_records(args.records))
+        changed = args.update_readme and update_readme(args.update_readme, tables[-1])
     except (ConfigError, FileNotFoundError, ValueError) as error:
         parser.exit(2, f"ran tables: {error}\n")
     for table in tables:
         write_table(table, args.out)
+    if args.update_readme:
+        print(f"ran tables: {args.update_readme} {'updated' if changed else 'already up to date'}")
     found = sum(m is not None for m in metrics.values())
     print(f"ran tables: {len(tables)} tables from {found}/{len(metrics)} evaluated runs -> {args.out}")
     return 0

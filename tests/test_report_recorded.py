@@ -1,0 +1,85 @@
+"""The recorded view: committed records against the paper, a verdict only under the paper's protocol, README block."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ran.config import resolve_profile
+from ran.records import RECORDS_DIR, build_record, load_records
+from ran.report.curves import recorded_curves
+from ran.report.io import load_paper
+from ran.report.recorded import readme_block, readme_section, recorded_table, update_readme
+from ran.report.tables import paper_error_by_run
+from test_records import train_json
+
+
+@pytest.fixture(scope="module")
+def paper(root):
+    return load_paper(root / "workflow" / "resources" / "paper_results.yaml")
+
+
+def make_record(params, run_id, seed, error, profile="cpu", training=None):
+    train = train_json(run_id, seed, profile=profile)
+    train["training"] = training or {**train["training"], "name": profile}
+    metrics = {"profile": profile, "test_npz_sha256": "ab" * 32,
+               "seeds": [{"seed": seed, "top1_error_pct": error, "num_test": 10000}]}
+    from ran.config import run_config
+
+    return build_record(profile, run_config(params, run_id), seed, train, metrics, allow_dirty=False)
+
+
+def test_rows_per_paper_row_and_profile_with_verdict_only_under_the_paper_protocol(params, paper):
+    paper_protocol = {**resolve_profile(params, "paper")}
+    records = [make_record(params, "c10_a56_nal_mixed", 0, 40.0), make_record(params, "c10_a56_nal_mixed", 1, 42.0),
+               make_record(params, "c10_a92_arl_mixed", 0, 5.5, profile="paper", training=paper_protocol)]
+    table = recorded_table(params, paper, records)
+    rows = {(row["table"], row["run"], row["profile"]): row for row in table.rows}
+    assert set(rows) == {("Table 3", "c10_a56_nal_mixed", "cpu"), ("Table 3", "c10_a92_arl_mixed", "paper"),
+                         ("Table 6", "c10_a92_arl_mixed", "paper")}
+    short = rows["Table 3", "c10_a56_nal_mixed", "cpu"]
+    assert short["ours"] == "41.00 ± 1.41 (n=2)" and short["paper"] == "5.89" and short["diff"] == "+35.11"
+    assert short["verdict"] == "no verdict: 20 of 160000 iterations"
+    assert rows["Table 6", "c10_a92_arl_mixed", "paper"]["verdict"] == "matches"  # 5.5 vs 4.99
+    assert "27 of 29 paper rows have no record yet" in table.caption
+
+
+def test_readme_block_is_what_ran_tables_writes_from_the_committed_records(root, params, paper):
+    """README's results table is generated: rerun `ran tables --update-readme README.md` after `ran record`."""
+    table = recorded_table(params, paper, load_records(root / RECORDS_DIR))
+    section = readme_section((root / "README.md").read_text())
+    assert section is not None, "README.md lost its recorded-results markers"
+    assert section == readme_block(table), "README's recorded results are stale: run `ran tables ... " \
+        "--update-readme README.md` (docs/workflow.md, 'Recording results')"
+
+
+def test_update_readme_replaces_only_the_block(tmp_path, params, paper):
+    readme = tmp_path / "README.md"
+    table = recorded_table(params, paper, [make_record(params, "c10_a56_nal_mixed", 0, 40.0)])
+    readme.write_text(f"# Title\n\nbefore\n\n{readme_block(recorded_table(params, paper, []))}\n\nafter\n")
+    assert update_readme(readme, table) is True
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "40.00 (n=1)" in text
+    assert update_readme(readme, table) is False
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="no recorded-results block"):
+        update_readme(readme, table)
+
+
+def test_recorded_curves_draw_records_or_a_placeholder(tmp_path, params, paper):
+    record = make_record(params, "c10_a56_nal_mixed", 0, 40.0)
+    history = tmp_path / "history" / "train"
+    history.mkdir(parents=True)
+    (history / "loss.tsv").write_text("step\tloss\n10\t2.3\n20\t2.0\n")
+    (history / "accuracy.tsv").write_text("step\taccuracy\n10\t0.2\n20\t0.3\n")
+    record["_history"] = str(tmp_path / "history")
+    drawn = recorded_curves([record], paper_error_by_run(paper["cifar"], []), tmp_path / "with")
+    empty = recorded_curves([], {}, tmp_path / "without")
+    assert all(path.stat().st_size > 1000 for path in drawn + empty)
+    assert (tmp_path / "with.png").stat().st_size > (tmp_path / "without.png").stat().st_size
+
+
+def test_recorded_table_without_records_counts_every_paper_row(params, paper):
+    table = recorded_table(copy.deepcopy(params), paper, [])
+    assert table.rows == [] and "have no record yet" in table.caption
