@@ -1,10 +1,19 @@
 """params.yaml validation: the schema and the cross-key rules name the offending key."""
 
 import copy
+import re
 
 import pytest
 
-from ran.config import ConfigError, all_runs, resolve_profile, run_config, validate_params
+from ran.config import (
+    ConfigError,
+    all_runs,
+    needed_datasets,
+    resolve_profile,
+    run_config,
+    selected_runs,
+    validate_params,
+)
 
 
 def test_shipped_params_are_valid_and_define_every_paper_configuration(params):
@@ -25,12 +34,18 @@ def test_shipped_params_are_valid_and_define_every_paper_configuration(params):
         (lambda p: p["profiles"]["smoke"].update(iterations="4"), "profiles.smoke.iterations"),
         (lambda p: p["runs"]["c100_r164"].update(noise=0.3), "runs.c100_r164.noise"),
         (lambda p: p.update(extra=1), "'extra' was unexpected"),
+        (lambda p: p["profiles"].update({"x$(touch PWNED)": p["profiles"]["smoke"]}), "profiles: 'x$(touch PWNED)'"),
+        (lambda p: p.update(profile="x;rm -rf ~"), "profile: 'x;rm -rf ~' does not match"),
+        (lambda p: p["profiles"]["cpu"].update(runs=["c10_a56_arl_mixed", "c10_typo"]),
+         "profiles.cpu.runs: ['c10_typo'] are not runs of the matrix"),
+        (lambda p: p["profiles"]["cpu"].update(runs="some"), "profiles.cpu.runs"),
+        (lambda p: p["profiles"]["paper"].pop("runs"), "'runs' is a required property"),
     ],
 )
 def test_invalid_params_name_the_key(params, mutate, message):
     bad = copy.deepcopy(params)
     mutate(bad)
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         validate_params(bad)
 
 
@@ -41,6 +56,13 @@ def test_profile_overrides_training_keys(params):
     paper = resolve_profile(params, "paper")
     assert (paper["batch_size"], paper["iterations"], paper["base_lr"]) == (64, 160000, 0.1)
     assert [round(f * paper["iterations"]) for f in paper["lr_decay_at"]] == [64000, 96000]
+
+
+def test_profiles_select_runs_and_the_datasets_they_need(params):
+    assert selected_runs(params, "paper") == list(params["runs"])
+    assert selected_runs(params, "cpu") == ["c10_a56_arl_mixed", "c10_a56_nal_mixed"]
+    assert needed_datasets(params, "cpu") == ["cifar10"] and needed_datasets(params, "paper") == ["cifar10", "cifar100"]
+    assert "runs" not in resolve_profile(params, "cpu"), "the selection must not be part of how a run trains"
 
 
 def test_run_defaults_are_filled(params):

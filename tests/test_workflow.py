@@ -107,6 +107,16 @@ def test_the_engines_define_the_same_dag_for_smoke(smoke_repo):
     assert dag.compare(smoke, dag.dvc_jobs(smoke_repo)) == []
 
 
+def test_the_engines_define_the_same_dag_for_a_run_selecting_profile(repo, tmp_path, params):
+    """`profiles.cpu.runs` selects two runs: both engines keep every job (the others write markers in a second)."""
+    assert params["profiles"]["cpu"]["runs"] != "all"
+    copy = dag.copy_repo(repo, tmp_path)
+    set_profile(copy, "cpu")
+    jobs = dag.snakemake_jobs(copy)
+    assert {name for name in jobs if name.startswith("train@")} == {f"train@{run}" for run in params["runs"]}
+    assert dag.compare(jobs, dag.dvc_jobs(copy)) == []
+
+
 def test_derived_edges_are_dvcs_own_graph(repo):
     assert dag.edges(dag.dvc_jobs(repo)) == dag.dvc_native_edges(repo)
 
@@ -166,12 +176,14 @@ def test_commands_differ_only_by_log_redirection():
 @pytest.mark.parametrize("override, message", [
     ("profile=nonexistent", "profile: 'nonexistent' is not one of"),  # ran.config.validate_params
     ("seeds=[]", "should be non-empty"),  # the JSON schema
+    ("profile=x$(touch PWNED)", "does not match"),  # names become words of shell commands: never code
 ])
 def test_invalid_params_stop_the_workflow_before_any_job(repo, override, message):
     result = run(["snakemake", "-n", "--config", override], repo)
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
     assert "Building DAG of jobs" not in result.stdout + result.stderr
+    assert not (repo / "PWNED").exists()
 
 
 def test_default_workflow_profile_is_found(repo):
