@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from ran.train.data import augmentation_draws
 from ran.train.layers import PadCropFlip, PixelMeanSubtraction, pad_crop_flip
 
 PAD = 4
@@ -49,29 +50,35 @@ def test_flip_mirrors_only_flagged_samples(images):
 
 
 def test_drawn_offsets_cover_the_range_and_stay_in_it():
-    layer = PadCropFlip(pad=PAD, seed=1)
-    offsets, flips = layer.draw(2000)
-    offsets, flips = ops.convert_to_numpy(offsets), ops.convert_to_numpy(flips)
-    assert offsets.min() == 0 and offsets.max() == 2 * PAD
+    offsets, flips = augmentation_draws(seed=1, start=0, stop=50, batch_size=40, pad=PAD, flip=True)
+    assert offsets.shape == (2000, 2) and flips.shape == (2000,) and offsets.dtype == flips.dtype == np.int32
     assert set(np.unique(offsets)) == set(range(2 * PAD + 1))
     assert 0.45 < flips.mean() < 0.55
+    _, none = augmentation_draws(seed=1, start=0, stop=3, batch_size=4, pad=PAD, flip=False)
+    assert not none.any()
 
 
-def test_training_output_keeps_shape_and_varies_inference_is_identity(images):
-    layer = PadCropFlip(pad=PAD, seed=2)
-    augmented = ops.convert_to_numpy(layer(images, training=True))
-    assert augmented.shape == images.shape
-    assert not np.array_equal(augmented, images)
-    np.testing.assert_array_equal(ops.convert_to_numpy(layer(images, training=False)), images)
-    np.testing.assert_array_equal(ops.convert_to_numpy(layer(images)), images)
+def test_draws_are_a_pure_function_of_seed_iteration_and_position():
+    """What a resumed run relies on: iterations [0, 10) equal [0, 4) + [4, 10), and no other state exists."""
+    whole = augmentation_draws(seed=7, start=0, stop=10, batch_size=8, pad=PAD, flip=True)
+    parts = [augmentation_draws(seed=7, start=a, stop=b, batch_size=8, pad=PAD, flip=True)
+             for a, b in ((0, 4), (4, 10))]
+    for index in (0, 1):
+        np.testing.assert_array_equal(whole[index], np.concatenate([part[index] for part in parts]))
+    other = augmentation_draws(seed=8, start=0, stop=10, batch_size=8, pad=PAD, flip=True)
+    assert not np.array_equal(whole[0], other[0])
+    step3 = augmentation_draws(seed=7, start=3, stop=4, batch_size=8, pad=PAD, flip=True)
+    np.testing.assert_array_equal(step3[0], whole[0][24:32])
 
 
-def test_same_seed_same_draws_and_config_round_trip():
-    first, second = PadCropFlip(pad=3, flip=False, seed=5), PadCropFlip(pad=3, flip=False, seed=5)
-    np.testing.assert_array_equal(ops.convert_to_numpy(first.draw(16)[0]), ops.convert_to_numpy(second.draw(16)[0]))
-    assert first.draw(4)[1] is None
-    clone = PadCropFlip.from_config(first.get_config())
-    assert (clone.pad, clone.flip, clone.seed) == (3, False, 5)
+def test_layer_applies_the_given_draws_and_round_trips_its_config(images):
+    layer = PadCropFlip(pad=PAD)
+    offsets, flips = np.array([[0, 0], [PAD, PAD], [PAD, PAD]], "int32"), np.array([0, 0, 1], "int32")
+    out = ops.convert_to_numpy(layer(images, offsets, flips))
+    np.testing.assert_array_equal(out, crop(images, offsets, flips.astype(bool)))
+    np.testing.assert_array_equal(out[1], images[1])
+    clone = PadCropFlip.from_config(layer.get_config())
+    assert clone.pad == PAD
     with pytest.raises(ValueError, match="pad"):
         PadCropFlip(pad=-1)
 

@@ -86,6 +86,7 @@ def benchmark(args) -> dict:
         compile_for_training,
         resolve_jit,
         resolve_precision,
+        training_inputs,
         use_deterministic_ops,
     )
 
@@ -100,7 +101,7 @@ def benchmark(args) -> dict:
         tf.config.experimental.enable_op_determinism()
 
     build = _timed_result(lambda: _build(keras, build_network, build_trained_model, policy, args))
-    network, model = build["value"]
+    network, model, inference = build["value"]
     training = {**TRAINING, "pad": TRAINING["pad"] if args.augment else 0, "flip": args.augment}
     compile_for_training(model, training, jit)
     if args.steps_per_execution > 1:
@@ -110,19 +111,23 @@ def benchmark(args) -> dict:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (steps * batch, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, args.num_classes, steps * batch).astype(np.int64)
+    inputs = training_inputs(images, 0, 0, steps, batch, training)  # the trainer's own augmentation draws
     per_fit = min(args.steps_per_fit or steps, steps)
+
+    def fit(first: int, last: int) -> None:
+        rows = slice(first * batch, last * batch)
+        model.fit({key: value[rows] for key, value in inputs.items()}, labels[rows], batch_size=batch, epochs=1,
+                  shuffle=False, verbose=0)
 
     def train_block():
         for first in range(0, steps, per_fit):
-            rows = slice(first * batch, min(first + per_fit, steps) * batch)
-            model.fit(images[rows], labels[rows], batch_size=batch, epochs=1, shuffle=False, verbose=0)
+            fit(first, min(first + per_fit, steps))
 
-    compile_s = _timed(lambda: model.fit(images[:batch], labels[:batch], batch_size=batch, epochs=1, shuffle=False,
-                                         verbose=0))
+    compile_s = _timed(lambda: fit(0, 1))
     train_cpu_s = []
     train_s = [_timed(train_block, train_cpu_s) for _ in range(args.repeats)]
-    predict_compile_s = _timed(lambda: model.predict(images[:batch], batch_size=batch, verbose=0))
-    infer_s = [_timed(lambda: model.predict(images, batch_size=batch, verbose=0)) for _ in range(args.repeats)]
+    predict_compile_s = _timed(lambda: inference.predict(images[:batch], batch_size=batch, verbose=0))
+    infer_s = [_timed(lambda: inference.predict(images, batch_size=batch, verbose=0)) for _ in range(args.repeats)]
 
     macs = forward_macs(network)
     train_ips, infer_ips = rate(steps * batch, train_s), rate(steps * batch, infer_s)
@@ -162,11 +167,10 @@ def _build(keras, build_network, build_trained_model, policy, args):
         network = build_network(args.network, args.num_classes, attention=args.attention, learning=args.learning,
                                 mask=args.mask)
         mean = np.full((32, 32, 3), 120.0, dtype=np.float32)
-        pad = TRAINING["pad"] if args.augment else 0
-        model = build_trained_model(network, mean, pad, args.augment, seed=0)
+        model, inference = build_trained_model(network, mean, TRAINING["pad"] if args.augment else 0)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
-    return network, model
+    return network, model, inference
 
 
 def _timed_result(call) -> dict:

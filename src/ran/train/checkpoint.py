@@ -1,8 +1,8 @@
 """Resumable training state: every model and optimizer variable plus the iteration reached, in one atomic file.
 
-Model variables include the augmentation `SeedGenerator` state and the optimizer's include its iteration counter
-(hence the schedule position); the data order is a function of the iteration (data.py). One checkpoint is kept:
-`state.npz` is replaced atomically, so a kill at any moment leaves the previous complete one.
+The optimizer's variables include its iteration counter (hence the schedule position); the data order and the
+augmentation draws are functions of (seed, iteration) (data.py), so no random state needs saving. One checkpoint is
+kept: `state.npz` is replaced atomically, so a kill at any moment leaves the previous complete one.
 """
 
 from __future__ import annotations

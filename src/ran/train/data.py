@@ -35,6 +35,24 @@ def batch_indices(seed: int, num_images: int, batch_size: int, start: int, stop:
     return order[first * batch_size:(first + stop - start) * batch_size]
 
 
+AUGMENT_STREAM = 0x41554731  # "AUG1": keeps augmentation draws apart from the pass permutations' streams
+
+
+def augmentation_draws(seed: int, start: int, stop: int, batch_size: int, pad: int, flip: bool):
+    """Crop offsets (n, 2) int32 in [0, 2*pad] and flip flags (n,) int32 for iterations [start, stop), n = images.
+
+    Iteration `s` draws from its own stream keyed by (seed, s), position by position, so any iteration's
+    augmentation is rebuilt alone: a resumed run needs no random state and two runs are equal by construction.
+    """
+    offsets, flips = [], []
+    for step in range(start, stop):
+        rng = np.random.default_rng([seed, AUGMENT_STREAM, step])
+        offsets.append(rng.integers(0, 2 * pad + 1, size=(batch_size, 2), dtype=np.int32))
+        drawn = rng.random(batch_size) < 0.5
+        flips.append((drawn if flip else np.zeros(batch_size, bool)).astype(np.int32))
+    return np.concatenate(offsets), np.concatenate(flips)
+
+
 def segment_ends(start: int, stop: int, *periods: int) -> list[int]:
     """Sorted iterations in (start, stop] where a segment of training ends: multiples of any period, and `stop`."""
     ends = {stop}

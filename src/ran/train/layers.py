@@ -1,7 +1,7 @@
 """Input layers of the trained model: per-pixel mean subtraction and pad/crop/flip augmentation (Sec. 4.1).
 
-Both run inside the compiled train step, written with keras.ops and keras.random only, so any Keras backend trains
-from uint8 arrays in memory. They compute in float32 whatever the global mixed-precision policy.
+Both run inside the compiled train step, written with keras.ops only, so any Keras backend trains from uint8 arrays in
+memory. They compute in float32 whatever the global mixed-precision policy.
 """
 
 from __future__ import annotations
@@ -53,35 +53,27 @@ def pad_crop_flip(images, offsets, flips, pad: int):
 
 @keras.saving.register_keras_serializable(package="ran")
 class PadCropFlip(keras.layers.Layer):
-    """Random translation by zero-pad `pad` + random crop, and random horizontal flip; identity at inference.
+    """Translation by zero-pad `pad` + crop at given offsets, and horizontal flip where flagged (Sec. 4.1).
 
-    The draws come from a seeded `SeedGenerator` whose state is a model variable, so a checkpoint restores the
-    augmentation stream exactly. It follows the mean subtraction, so the zero padding is zero in the network's input
-    space (the mean pixel in raw terms), as in the ResNet CIFAR recipe the paper follows.
+    The layer draws nothing: the offsets (B, 2) and flip flags (B,) arrive as inputs, drawn on the host as a pure
+    function of (seed, iteration, position in batch) (`ran.train.data.augmentation_draws`), so a resumed run needs
+    no random state and two runs with one seed are equal by construction on every backend. It follows the mean
+    subtraction, so the zero padding is zero in the network's input space (the mean pixel in raw terms), as in the
+    ResNet CIFAR recipe the paper follows. Only the training model holds it; the saved model has no augmentation.
     """
 
-    def __init__(self, pad: int = 4, flip: bool = True, seed: int = 0, **kwargs):
+    def __init__(self, pad: int = 4, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if int(pad) < 0:
             raise ValueError(f"pad must be >= 0, got {pad!r}")
-        self.pad, self.flip, self.seed = int(pad), bool(flip), int(seed)
-        self.generator = keras.random.SeedGenerator(self.seed)
+        self.pad = int(pad)
 
-    def draw(self, batch):
-        """Crop offsets (B, 2) int32 in [0, 2*pad] and flip flags (B,) bool (None when flipping is off)."""
-        offsets = keras.random.randint((batch, 2), 0, 2 * self.pad + 1, dtype="int32", seed=self.generator)
-        flips = keras.random.uniform((batch,), seed=self.generator) < 0.5 if self.flip else None
-        return offsets, flips
+    def call(self, images, offsets, flips):
+        return pad_crop_flip(images, ops.cast(offsets, "int32"), ops.cast(flips, "bool"), self.pad)
 
-    def call(self, images, training=None):
-        if not training:
-            return images
-        offsets, flips = self.draw(ops.shape(images)[0])
-        return pad_crop_flip(images, offsets, flips, self.pad)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def compute_output_shape(self, images_shape, offsets_shape=None, flips_shape=None):
+        return images_shape
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "pad": self.pad, "flip": self.flip, "seed": self.seed}
+        return {**super().get_config(), "pad": self.pad}

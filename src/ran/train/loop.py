@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from ran.train import TrainingDiverged, provenance
 from ran.train.checkpoint import atomic_write_json, load_state, save_state
-from ran.train.data import batch_indices, mean_image, segment_ends, steps_per_pass
+from ran.train.data import augmentation_draws, batch_indices, mean_image, segment_ends, steps_per_pass
 from ran.train.layers import PadCropFlip, PixelMeanSubtraction
 from ran.train.schedule import StepDecay, decay_boundaries
 
@@ -97,16 +97,30 @@ def use_deterministic_ops(gpu: bool) -> bool:
     return True
 
 
-def build_trained_model(network: keras.Model, mean: np.ndarray, pad: int, flip: bool, seed: int) -> keras.Model:
-    """uint8 images -> minus the mean image -> pad/crop/flip (training only) -> network -> float32 logits."""
+def build_trained_model(network: keras.Model, mean: np.ndarray, pad: int) -> tuple[keras.Model, keras.Model]:
+    """(training model, inference model), sharing every layer and weight.
+
+    Training: {images uint8, offsets, flips} -> minus the mean image -> pad/crop/flip at the given draws -> network ->
+    float32 logits. Inference (what is saved): uint8 images -> minus the mean image -> network -> float32 logits.
+    """
     images = keras.Input(shape=mean.shape, dtype="uint8", name="images")  # (B, 32, 32, 3)
-    centred = PixelMeanSubtraction(name="mean_subtraction")(images)
-    augmented = PadCropFlip(pad=pad, flip=flip, seed=seed, name="augmentation")(centred)
+    offsets = keras.Input(shape=(2,), dtype="int32", name="offsets")  # (B, 2): crop row, col in [0, 2 * pad]
+    flips = keras.Input(shape=(), dtype="int32", name="flips")  # (B,): 1 = mirror
+    subtract = PixelMeanSubtraction(name="mean_subtraction")
     # Logits leave the model in float32 whatever the mixed-precision policy, for a stable softmax.
-    logits = keras.layers.Activation("linear", dtype="float32", name="logits")(network(augmented))
-    model = keras.Model(images, logits, name=f"trained_{network.name}")
-    model.get_layer("mean_subtraction").mean.assign(mean)
-    return model
+    logits = keras.layers.Activation("linear", dtype="float32", name="logits")
+    augmented = PadCropFlip(pad=pad, name="augmentation")(subtract(images), offsets, flips)
+    training = keras.Model({"images": images, "offsets": offsets, "flips": flips}, logits(network(augmented)),
+                           name=f"training_{network.name}")
+    inference = keras.Model(images, logits(network(subtract(images))), name=f"trained_{network.name}")
+    subtract.mean.assign(mean)
+    return training, inference
+
+
+def training_inputs(images: np.ndarray, seed: int, start: int, stop: int, batch: int, training: dict) -> dict:
+    """The training model's inputs for iterations [start, stop): images plus their augmentation draws."""
+    offsets, flips = augmentation_draws(seed, start, stop, batch, int(training["pad"]), bool(training["flip"]))
+    return {"images": images, "offsets": offsets, "flips": flips}
 
 
 def compile_for_training(model: keras.Model, training: dict, jit: bool) -> StepDecay:
@@ -162,9 +176,8 @@ def open_history(live_dir: Path, start: int, params: dict):
     return live
 
 
-def _save_model(model: keras.Model, path: Path) -> None:
-    """The final model without optimizer or compile state, written atomically."""
-    inference = keras.Model(model.inputs, model.outputs, name=model.name)
+def _save_model(inference: keras.Model, path: Path) -> None:
+    """The inference model (no optimizer, no compile state, no augmentation), written atomically."""
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=".staging-"))
     try:
         inference.save(staging / path.name)
@@ -213,7 +226,7 @@ def train_seed(
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         network = network_fn()
-        model = build_trained_model(network, mean_image(images), training["pad"], training["flip"], seed)
+        model, inference = build_trained_model(network, mean_image(images), training["pad"])
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
     schedule = compile_for_training(model, training, jit)
@@ -245,8 +258,8 @@ def train_seed(
         for stop in segment_ends(start, iterations, log_every, checkpoint_every, per_pass):
             chosen = batch_indices(seed, len(images), batch, start, stop)
             tick = time.perf_counter()
-            logs = model.fit(images[chosen], labels[chosen], batch_size=batch, epochs=1, shuffle=False,
-                             verbose=0).history
+            inputs = training_inputs(images[chosen], seed, start, stop, batch, training)
+            logs = model.fit(inputs, labels[chosen], batch_size=batch, epochs=1, shuffle=False, verbose=0).history
             clock["train_s"] += time.perf_counter() - tick
             if not compiling:
                 clock["steady_s"] += time.perf_counter() - tick
@@ -306,7 +319,7 @@ def train_seed(
         **(describe(network) if describe else {}),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    _save_model(model, out_dir / "model.keras")
+    _save_model(inference, out_dir / "model.keras")
     _publish_directory(checkpoint_dir / "live", out_dir / "live")
     atomic_write_json(out_dir / "train.json", result)  # written last: its presence marks a finished seed
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
