@@ -2,7 +2,7 @@
 # params.yaml is the single source of truth; `--config profile=smoke` picks another profile.
 from snakemake.utils import min_version, validate
 
-from ran.config import validate_params
+from ran.config import read_yaml, validate_params
 
 min_version("9.0")
 
@@ -10,7 +10,9 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
-# Schema first (names the bad key), then the cross-key rules a schema cannot say; both before any job runs.
+# The file strictly first (Snakemake's own reading keeps the last of two equal keys; DVC refuses them), then the
+# schema (names the bad key), then the cross-key rules a schema cannot say; all before any job runs.
+read_yaml("params.yaml")
 validate(config, "workflow/schemas/params.schema.yaml", set_default=False)  # the schema has no defaults
 validate_params(config)
 

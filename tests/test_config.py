@@ -8,6 +8,7 @@ import pytest
 from ran.config import (
     ConfigError,
     all_runs,
+    load_params,
     needed_datasets,
     resolve_profile,
     run_config,
@@ -71,3 +72,27 @@ def test_run_defaults_are_filled(params):
     assert run_config(params, "c10_r164_noise30")["noise"] == 0.3
     with pytest.raises(ConfigError, match="unknown run 'nope'"):
         run_config(params, "nope")
+
+
+@pytest.mark.parametrize("addition, key", [
+    ("  c10_a56_arl_mixed: {dataset: cifar10, network: attention92, attention: mixed, learning: ARL}\n",
+     "'c10_a56_arl_mixed'"),
+    ("training:\n  batch_size: 8\n", "'training'"),
+])
+def test_duplicate_keys_are_errors_naming_key_and_lines(root, tmp_path, addition, key):
+    text = (root / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    path.write_text(text.rstrip("\n") + "\n" + addition)
+    line = text.rstrip("\n").count("\n") + 2
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))}: duplicate key {key} at line {line} \(first at"):
+        load_params(path)
+
+
+def test_yaml_syntax_errors_name_the_file_and_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: paper\nseeds: [0\nruns: {}\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(path))} is not valid YAML at line 3"):
+        load_params(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="holds a list, expected a mapping"):
+        load_params(path)

@@ -186,6 +186,15 @@ def test_invalid_params_stop_the_workflow_before_any_job(repo, override, message
     assert not (repo / "PWNED").exists()
 
 
+def test_a_duplicated_key_stops_snakemake_as_it_stops_dvc(repo, tmp_path):
+    copy = dag.copy_repo(repo, tmp_path)
+    params = copy / "params.yaml"
+    params.write_text(params.read_text() + "training:\n  batch_size: 8\n")
+    result = run(["snakemake", "-n"], copy)
+    assert result.returncode != 0
+    assert "duplicate key 'training' at line" in result.stdout + result.stderr
+
+
 def test_default_workflow_profile_is_found(repo):
     result = run(["snakemake", "-n"], repo)
     assert result.returncode == 0, result.stderr

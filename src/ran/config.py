@@ -63,12 +63,49 @@ def _listed_runs(profile: dict) -> list[str]:
     return [] if profile["runs"] == ALL_RUNS else list(profile["runs"])
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key repeated in one mapping is an error (YAML 1.2 forbids it; PyYAML and
+    Snakemake keep the last copy silently, DVC refuses it), so both engines always read the same matrix."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)  # resolves `<<` merge keys first, so a merged key is not a duplicate
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"duplicate key {key!r} at line {key_node.start_mark.line + 1} (first at line "
+                              f"{seen[key] + 1}): keep one copy")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_yaml(path: str | Path) -> object:
+    """Parse a YAML file strictly (duplicate keys are errors); errors name the file and the line."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> dict:
     """Read and validate a params file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
-    return validate_params(yaml.safe_load(path.read_text()))
+    params = read_yaml(path)
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path} holds a {type(params).__name__}, expected a mapping of params.yaml's keys")
+    return validate_params(params)
 
 
 def profile_name(params: dict, profile: str | None = None) -> str:
