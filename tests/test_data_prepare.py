@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,8 +12,10 @@ import pytest
 from data_helpers import tar_gz
 from ran.data import DataError
 from ran.data.archive import write_deterministic_targz
-from ran.data.layout import get_layout
+from ran.data.extract import scan_archive
+from ran.data.layout import LAYOUTS, get_layout
 from ran.data.prepare import load_manifest, load_split, parse_records, prepare
+from ran.data.prepare import main as prepare_main
 from ran.data.synthetic import SYNTHETIC_HEADER, encode_records, synthetic_members, write_synthetic_archive
 
 PIXELS = np.arange(1024)
@@ -122,3 +125,39 @@ def test_corrupt_archive_is_a_clear_error(tmp_path):
         prepare(tmp_path / "bad.tar.gz", "cifar10", tmp_path / "out")
     with pytest.raises(DataError, match="not found"):
         prepare(tmp_path / "missing.tar.gz", "cifar10", tmp_path / "out")
+
+
+def test_the_profile_decides_official_or_synthetic_whatever_the_header_says(tmp_path):
+    _cifar10_archive(tmp_path / "synth.tar.gz", list(range(10)), synthetic=True)
+    with pytest.raises(DataError, match="is a synthetic archive written by `ran synth`, but the profile trains on "
+                                        "official data"):
+        prepare(tmp_path / "synth.tar.gz", "cifar10", tmp_path / "out", expect="official")
+    _cifar10_archive(tmp_path / "plain.tar.gz", list(range(10)), synthetic=False)
+    with pytest.raises(DataError, match="is not a synthetic archive, but the profile trains on synthetic"):
+        prepare(tmp_path / "plain.tar.gz", "cifar10", tmp_path / "out", expect="synthetic")
+    assert prepare(tmp_path / "synth.tar.gz", "cifar10", tmp_path / "ok", expect="synthetic")["synthetic"]
+
+
+def test_official_data_must_be_the_official_record_files(tmp_path, monkeypatch):
+    """With the official counts and hashes made those of a small archive, its files pass and an altered one fails."""
+    layout = get_layout("cifar10")
+    _cifar10_archive(tmp_path / "official.tar.gz", list(range(10)), synthetic=False)
+    digests = {}
+    scan_archive(tmp_path / "official.tar.gz", digests=digests)
+    files = tuple((file, digests[layout.member(file)]) for file in (*layout.train_files, *layout.test_files))
+    monkeypatch.setitem(LAYOUTS, "cifar10", replace(layout, official_counts=(("train", 50), ("test", 10)),
+                                                    official_sha256=files))
+    manifest = prepare(tmp_path / "official.tar.gz", "cifar10", tmp_path / "out", expect="official")
+    assert manifest["verified"] == "all 6 record files match the official per-file sha256"
+    assert load_manifest(tmp_path / "out")["verified"] == manifest["verified"]
+    _cifar10_archive(tmp_path / "other.tar.gz", [1, 0, *range(2, 10)], synthetic=False)  # same counts, other bytes
+    with pytest.raises(DataError, match=r"record files \[.*data_batch_1\.bin.*\] differ from the official cifar10"):
+        prepare(tmp_path / "other.tar.gz", "cifar10", tmp_path / "out2", expect="official")
+
+
+def test_a_refused_archive_leaves_no_output_folder(tmp_path):
+    _cifar10_archive(tmp_path / "small.tar.gz", list(range(10)), synthetic=False)
+    out = tmp_path / "prepared" / "cifar10"
+    with pytest.raises(SystemExit) as exit_info:
+        prepare_main(["--dataset", "cifar10", "--archive", str(tmp_path / "small.tar.gz"), "--out", str(out)])
+    assert exit_info.value.code == 1 and not out.exists()

@@ -1,6 +1,7 @@
 """Report file helpers: atomic writes leave ordinary files, DVCLive files with odd columns are refused."""
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 
 from ran.atomic import write_text_atomic
-from ran.report.io import read_tsv_series, seed_dirs
+from ran.report.io import load_metrics, read_tsv_series, seed_dirs
 
 
 def test_atomic_write_leaves_an_ordinary_readable_file(tmp_path):
@@ -40,3 +41,19 @@ def test_report_commands_never_import_tensorflow_or_keras():
             "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"run": "r", "top1_error_pct": {"mean": 5', "cannot be read as JSON"),
+    ('[1, 2]', "holds a JSON list, not an object"),
+    ('{"top1_error_pct": {"mean": "5.5", "std": 0, "n": 1}}', "field 'top1_error_pct.mean' must be a finite number"),
+    ('{"top1_error_pct": {"std": 0, "n": 1}}', "field 'top1_error_pct.mean' must be a finite number, found None"),
+    ('{"top1_error_pct": {"mean": NaN, "std": 0, "n": 1}}', "field 'top1_error_pct.mean' must be a finite number"),
+    ('{"top1_error_pct": 5.5}', "field 'top1_error_pct' must be an object"),
+])
+def test_malformed_metrics_name_the_file_and_the_field(tmp_path, content, message):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "metrics.json").write_text(content)
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        load_metrics(tmp_path, "r")
+    assert str(tmp_path / "r" / "metrics.json") in str(caught.value)

@@ -1,5 +1,6 @@
 """`ran train` + `ran evaluate` end to end on a tiny synthetic prepared dataset with a tiny network; SIGKILL resume."""
 
+import errno
 import json
 import os
 import signal
@@ -146,3 +147,37 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     for expected, actual in zip(weights(whole), weights(killed), strict=True):
         np.testing.assert_array_equal(actual, expected)
     assert history(killed) == history(whole)
+
+
+def test_a_full_disk_ends_in_one_line_naming_the_file(workspace, monkeypatch, capsys):
+    import ran.train.checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ran.train.checkpoint.np, "savez", full)
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(cli(workspace, "c10_a56_arl_mixed", "--profile", "smoke", "--out", str(workspace / "models"),
+                       "--checkpoints", str(workspace / "ckpt"), "--no-progress"))
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and "\n" not in message
+    assert message.startswith(f"ran train: cannot write {workspace / 'ckpt' / 'seed0' / 'state.next.npz'}: No space")
+
+
+def test_evaluate_names_a_damaged_file_and_the_remedy(workspace, capsys):
+    run, models = "c10_a56_arl_mixed", workspace / "models"
+    assert train_main(cli(workspace, run, "--profile", "smoke", "--out", str(models), "--checkpoints",
+                          str(workspace / "ckpt"), "--seeds", "0", "--no-progress")) == 0
+    evaluate = cli(workspace, run, "--models", str(models), "--out", str(workspace / "eval"), "--seeds", "0")
+    cases = [(models / "seed0" / "model.keras", "cannot be read as a Keras model"),
+             (models / "seed0" / "train.json", "cannot be read as JSON"),
+             (workspace / "prepared" / "test.npz", "cannot be read (")]
+    for path, message in cases:
+        original = path.read_bytes()
+        path.write_bytes(original[: len(original) // 2])
+        with pytest.raises(SystemExit) as exit_info:
+            evaluate_main(evaluate)
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 1 and f"{path}" in error and message in error, error
+        path.write_bytes(original)
+    assert evaluate_main(evaluate) == 0

@@ -2,12 +2,14 @@
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from ran.train.checkpoint import CheckpointError
 from ran.train.loop import Interrupted, TrainingDiverged, resolve_jit, resolve_precision, train_seed
 
 TRAINING = {"batch_size": 8, "base_lr": 0.01, "lr_decay_at": [0.4, 0.6], "lr_decay_factor": 0.1, "momentum": 0.9,
@@ -96,6 +98,33 @@ def test_same_seed_same_run_other_seed_other_run(uninterrupted, tmp_path):
         np.testing.assert_array_equal(actual, expected)
     other = train(tmp_path, "other", seed=1)
     assert other["final_train_loss"] != record["final_train_loss"]
+
+
+def test_a_torn_checkpoint_falls_back_to_the_previous_one(uninterrupted, tmp_path, capsys):
+    """A truncated newest checkpoint: the run resumes from the one before, warns naming both, ends equal."""
+    out, record = uninterrupted
+    with pytest.raises(Interrupted):
+        train(tmp_path, "torn", interrupt_after=8)  # checkpoints at 4 (previous) and 8 (current)
+    ckpt = tmp_path / "torn" / "ckpt"
+    assert sorted(p.name for p in ckpt.glob("*.npz")) == ["state.npz", "state.previous.npz"]
+    data = (ckpt / "state.npz").read_bytes()
+    (ckpt / "state.npz").write_bytes(data[: len(data) // 2])
+    resumed = train(tmp_path, "torn")
+    warning = capsys.readouterr().err
+    assert f"unreadable checkpoint {ckpt / 'state.npz'}" in warning and "iteration 4" in warning
+    assert resumed["final_train_loss"] == record["final_train_loss"]
+    for expected, actual in zip(weights(out), weights(tmp_path / "torn" / "out"), strict=True):
+        np.testing.assert_array_equal(actual, expected)
+
+
+def test_no_readable_checkpoint_names_every_file_and_the_way_out(tmp_path):
+    with pytest.raises(Interrupted):
+        train(tmp_path, "broken", interrupt_after=4)
+    ckpt = tmp_path / "broken" / "ckpt"
+    (ckpt / "state.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(CheckpointError, match=rf"no checkpoint in {re.escape(str(ckpt))} can be read: .*state\.npz "
+                                              rf"\(BadZipFile.*Delete {re.escape(str(ckpt))} to start this seed"):
+        train(tmp_path, "broken")
 
 
 def test_checkpoint_of_another_configuration_is_refused(tmp_path):

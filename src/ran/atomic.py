@@ -34,6 +34,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(temp, "rb+") as written:
             os.fsync(written.fileno())  # the data is on disk before the name points at it
         os.replace(temp, path)
+    except OSError as error:
+        if error.filename is None:  # a failed write() names no file: name the output (e.g. disk full)
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
     finally:
         temp.unlink(missing_ok=True)
 

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +87,14 @@ def load_trained_model(path: str | Path):
         import ran.models  # noqa: F401  (registers the network's layers)
     except ImportError:
         pass
-    return keras.saving.load_model(path, compile=False)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path} not found: run `ran train` first")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        # Keras reports a damaged archive as "File not found"; say what is wrong and what to do.
+        raise ValueError(f"{path} cannot be read as a Keras model ({type(error).__name__}: {error}); it is truncated "
+                         f"or corrupt: delete its seed folder and rerun `ran train` for this run") from error
 
 
 def inner_network(model):
@@ -115,6 +123,17 @@ def mask_arrays(model, images: np.ndarray, soft_masks, has_attention: bool = Tru
             firsts[match[1]] = (int(match[2]), key)
     arrays |= {f"stage{stage}": masks[key] for stage, (_, key) in firsts.items()}
     return arrays
+
+
+def read_json_object(path: Path, remedy: str) -> dict:
+    """A JSON object from `path`; a truncated or wrong file is an error naming it and the remedy."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as JSON ({error}): {remedy}") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not an object: {remedy}")
+    return value
 
 
 def write_outputs(out: str | Path, metrics: dict, masks: dict[str, np.ndarray]) -> dict:
@@ -156,7 +175,7 @@ def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, ou
         for name in ("model.keras", "train.json"):
             if not (seed_dir / name).is_file():
                 raise FileNotFoundError(f"{seed_dir / name} not found: run `ran train` for {run['run']} seed {seed}")
-        record = json.loads((seed_dir / "train.json").read_text())
+        record = read_json_object(seed_dir / "train.json", "rerun `ran train` for this run")
         model = load_trained_model(seed_dir / "model.keras")
         logits = predict_logits(model, images, batch_size)
         scores = classification_metrics(logits, labels, num_classes, top5=num_classes > 10)

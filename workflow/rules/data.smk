@@ -43,8 +43,12 @@ rule prepare:
         f"{LOGS}/data/prepared/{{dataset}}.log",
     conda:
         "../envs/ran.yaml"
+    params:
+        profile=PROFILE,
+        data=config["profiles"][PROFILE]["data"],
     shell:
-        "ran prepare --dataset {wildcards.dataset} --archive {input} --out {output} > {log} 2>&1"
+        "ran prepare --params params.yaml --profile {params.profile} --dataset {wildcards.dataset} --archive {input}"
+        " --out {output} > {log} 2>&1"
 
 
 rule noise:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +78,12 @@ def _channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return means, stds
 
 
-def prepare(archive: str | Path, dataset: str, out: str | Path) -> dict:
-    """Extract, parse and check one archive; write `train.npz`, `test.npz` and `manifest.json` into `out`."""
+def prepare(archive: str | Path, dataset: str, out: str | Path, expect: str | None = None) -> dict:
+    """Extract, parse and check one archive; write `train.npz`, `test.npz` and `manifest.json` into `out`.
+
+    `expect` ('official' or 'synthetic', from the profile's `data`) refuses the other kind: a synthetic archive
+    never passes for official data, whatever its header says.
+    """
     layout = get_layout(dataset)
     archive, out = Path(archive), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -85,6 +91,10 @@ def prepare(archive: str | Path, dataset: str, out: str | Path) -> dict:
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-extract-") as temp:
         headers = safe_extract(archive, temp, layout.members())
         synthetic = SYNTHETIC_HEADER in headers
+        if expect is not None and expect != ("synthetic" if synthetic else "official"):
+            kind = "a synthetic archive written by `ran synth`" if synthetic else "not a synthetic archive"
+            raise DataError(f"{archive} is {kind}, but the profile trains on {expect} data; point the profile at "
+                            f"the right archive (profiles.<profile>.data and datasets.{dataset} in params.yaml).")
         for split in SPLITS:
             parts = []
             for file in layout.split_files(split):
@@ -182,8 +192,12 @@ def load_split(prepared_dir: str | Path, split: str) -> tuple[np.ndarray, np.nda
         raise DataError(f"{prepared_dir} holds no data: {reason}. Select a run that uses it in the profile.")
     if not path.is_file():
         raise DataError(f"{path} not found: run `ran prepare` to write the prepared dataset.")
-    with np.load(path, allow_pickle=False) as data:
-        images, labels = data["images"], data["labels"]
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            images, labels = data["images"], data["labels"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(f"{path} cannot be read ({type(error).__name__}: {error}); it is truncated or corrupt: delete "
+                        f"{prepared_dir} and run `ran prepare` again.") from error
     if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, CHANNELS) or \
             labels.shape != (len(images),):
         raise DataError(f"{path} has images {images.dtype} {images.shape} and labels {labels.shape}, expected uint8 "
@@ -196,16 +210,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True, choices=sorted(LAYOUTS))
     parser.add_argument("--archive", required=True, help="verified archive written by `ran download`")
     parser.add_argument("--out", required=True, help="folder for train.npz, test.npz and manifest.json")
+    parser.add_argument("--params", help="params file: with --profile, the kind of data the profile expects")
+    parser.add_argument("--profile", help="profile whose `data` (official or synthetic) the archive must be")
     args = parser.parse_args(argv)
+    expect = None
+    if args.params:
+        from ran.config import ConfigError, load_params, resolve_profile
+
+        try:
+            expect = resolve_profile(load_params(args.params), args.profile)["data"]
+        except ConfigError as error:
+            parser.exit(1, f"ran prepare: {error}\n")
     start = time.perf_counter()
     reason = archive_not_needed(args.archive)
     if reason is not None:
         mark_folder(args.out, reason)
         print(f"prepare: {args.dataset}: nothing to prepare ({reason})", file=sys.stderr)
         return 0
+    existed = Path(args.out).exists()
     try:
-        manifest = prepare(args.archive, args.dataset, args.out)
+        manifest = prepare(args.archive, args.dataset, args.out, expect)
     except DataError as error:
+        if not existed:  # a refused archive leaves nothing behind, not even an empty folder
+            shutil.rmtree(args.out, ignore_errors=True)
         parser.exit(1, f"ran prepare: {error}\n")
     counts = ", ".join(f"{split} {manifest['splits'][split]['count']}" for split in SPLITS)
     print(f"prepare: {args.dataset} ({counts}{', synthetic' if manifest['synthetic'] else ''}) -> {args.out} "

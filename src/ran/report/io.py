@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import yaml
@@ -30,13 +31,28 @@ def load_metrics(eval_dir: str | Path, run_id: str, profile: str | None = None) 
     path = Path(eval_dir) / run_id / "metrics.json"
     if not path.is_file():
         return None
-    metrics = json.loads(path.read_text())
+    remedy = f"rerun `ran evaluate` for {run_id}"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} cannot be read as JSON ({error}): {remedy}") from error
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path} holds a JSON {type(metrics).__name__}, not an object: {remedy}")
     if profile is not None and metrics.get("profile") not in (None, profile):
         raise ValueError(f"{path} was written by profile {metrics.get('profile')!r}, not {profile!r}")
     if metrics.get("status") == "not selected":
         return None
-    if not isinstance(metrics.get("top1_error_pct"), dict):
-        raise ValueError(f"{path}: 'top1_error_pct' must be an object with mean, std and n")
+    top1 = metrics.get("top1_error_pct")
+    if not isinstance(top1, dict):
+        raise ValueError(f"{path}: field 'top1_error_pct' must be an object with mean, std and n, found "
+                         f"{type(top1).__name__}: {remedy}")
+    for field in ("mean", "std"):
+        value = top1.get(field, 0.0 if field == "std" else None)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"{path}: field 'top1_error_pct.{field}' must be a finite number, found {value!r}: "
+                             f"{remedy}")
+    if not isinstance(top1.get("n", 1), int) or top1.get("n", 1) < 1:
+        raise ValueError(f"{path}: field 'top1_error_pct.n' must be a positive integer, found {top1.get('n')!r}")
     return metrics
 
 

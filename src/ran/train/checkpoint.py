@@ -1,13 +1,20 @@
-"""Resumable training state: every model and optimizer variable plus the iteration reached, in one atomic file.
+"""Resumable training state: every model and optimizer variable plus the iteration reached, in one file.
 
 The optimizer's variables include its iteration counter (hence the schedule position); the data order and the
-augmentation draws are functions of (seed, iteration) (data.py), so no random state needs saving. One checkpoint is
-kept: `state.npz` is replaced atomically, so a kill at any moment leaves the previous complete one.
+augmentation draws are functions of (seed, iteration) (data.py), so no random state needs saving.
+
+A torn write can never be the newest checkpoint: a new one is written completely beside the current one
+(`state.next.npz`, synced), read back, and only then rotated in (`state.npz` -> `state.previous.npz`,
+`state.next.npz` -> `state.npz`). Loading takes the readable checkpoint with the highest iteration among the three
+names and says so when it had to pass over an unreadable one; with none readable, the error names every file.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,33 +22,79 @@ import numpy as np
 from ran.atomic import atomic_path, write_text_atomic
 
 STATE_FILE = "state.npz"
+NEXT_FILE = "state.next.npz"
+PREVIOUS_FILE = "state.previous.npz"
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError)
+
+
+class CheckpointError(ValueError):
+    """No checkpoint in the folder can be read; the message names each file and what to do."""
 
 
 def atomic_write_json(path: Path, data: dict) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
+def _read(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of one checkpoint file, every array read (zip CRCs checked)."""
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    meta = json.loads(arrays.pop("meta").tobytes().decode())
+    if not isinstance(meta, dict) or not isinstance(meta.get("step"), int):
+        raise ValueError("its meta record has no iteration")
+    return meta, arrays
+
+
 def save_state(directory: Path, model, optimizer, meta: dict) -> None:
-    """Write `state.npz`: variables in creation order (stable for a model rebuilt from the same config)."""
+    """Write a checkpoint: variables in creation order (stable for a model rebuilt from the same config)."""
+    directory = Path(directory)
     arrays = {f"model_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(model.variables)}
     arrays |= {f"optimizer_{i:05d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with atomic_path(Path(directory) / STATE_FILE) as temp, open(temp, "wb") as file:
+    with atomic_path(directory / NEXT_FILE) as temp, open(temp, "wb") as file:
         np.savez(file, **arrays)
+    _read(directory / NEXT_FILE)  # read back before it replaces anything
+    if (directory / STATE_FILE).exists():
+        os.replace(directory / STATE_FILE, directory / PREVIOUS_FILE)
+    os.replace(directory / NEXT_FILE, directory / STATE_FILE)
+
+
+def newest_readable(directory: Path) -> tuple[Path, dict, dict[str, np.ndarray]] | None:
+    """The readable checkpoint with the highest iteration (None when there is no checkpoint at all)."""
+    directory = Path(directory)
+    found, broken = [], []
+    for name in (NEXT_FILE, STATE_FILE, PREVIOUS_FILE):
+        path = directory / name
+        if not path.is_file():
+            continue
+        try:
+            found.append((path, *_read(path)))
+        except UNREADABLE as error:
+            broken.append(f"{path} ({type(error).__name__}: {error})")
+    if not found and broken:
+        raise CheckpointError(f"no checkpoint in {directory} can be read: {'; '.join(broken)}. Delete {directory} to "
+                              f"start this seed afresh (its finished iterations are lost), or put back a copy.")
+    if not found:
+        return None
+    path, meta, arrays = max(found, key=lambda item: item[1]["step"])
+    if broken:
+        print(f"train: warning: unreadable checkpoint {'; '.join(broken)}; resuming from {path} (iteration "
+              f"{meta['step']}) instead", file=sys.stderr)
+    return path, meta, arrays
 
 
 def load_state(directory: Path, model, optimizer) -> dict | None:
-    """Restore variables from `state.npz` if there is one; return its meta (None when starting fresh)."""
-    path = Path(directory) / STATE_FILE
-    if not path.is_file():
+    """Restore variables from the newest readable checkpoint; return its meta (None when starting fresh)."""
+    chosen = newest_readable(directory)
+    if chosen is None:
         return None
-    with np.load(path) as data:
-        meta = json.loads(data["meta"].tobytes().decode())
-        for prefix, variables in (("model", model.variables), ("optimizer", optimizer.variables)):
-            stored = sorted(key for key in data.files if key.startswith(prefix + "_"))
-            if len(stored) != len(variables):
-                raise ValueError(f"checkpoint {path} holds {len(stored)} {prefix} variables but the rebuilt "
-                                 f"{prefix} has {len(variables)}; it belongs to another configuration: delete it")
-            for key, variable in zip(stored, variables, strict=True):
-                variable.assign(data[key])
+    path, meta, arrays = chosen
+    for prefix, variables in (("model", model.variables), ("optimizer", optimizer.variables)):
+        stored = sorted(key for key in arrays if key.startswith(prefix + "_"))
+        if len(stored) != len(variables):
+            raise CheckpointError(f"checkpoint {path} holds {len(stored)} {prefix} variables but the rebuilt {prefix} "
+                                  f"has {len(variables)}; it belongs to another configuration or version: delete "
+                                  f"{Path(directory)} to start this seed afresh")
+        for key, variable in zip(stored, variables, strict=True):
+            variable.assign(arrays[key])
     return meta

@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
                             args.checkpoints, progress=not args.no_progress)
     except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged) as error:
         parser.exit(1, f"ran train: {error}\n")
+    except OSError as error:  # e.g. the disk is full: one line, and the last checkpoint is still there
+        parser.exit(1, f"ran train: cannot write {error.filename or 'a file'}: {error.strerror or error}. Free the "
+                       f"space (or fix the permissions) and rerun the same command: training resumes from the last "
+                       f"checkpoint in {args.checkpoints}.\n")
     for record in records:
         print(f"train: {run['run']} seed {record['seed']}: final train loss {record['final_train_loss']:.4f}, "
               f"{record['images_per_s'] or 0:.1f} images/s over {record['train_wall_s']:.0f} s")
