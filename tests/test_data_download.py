@@ -255,3 +255,48 @@ def test_local_folder_is_verified_file_by_file(archive, tmp_path, official_is):
     with pytest.raises(DataError, match=r"folder .* is not the official cifar10: 1 of its 6 .*test_batch\.bin"):
         download(Source("cifar10", folder=tmp_path / "copy", by_files=True), tmp_path / "b.tar.gz")
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+@pytest.mark.parametrize("damage", ["crc", "tail", "middle"])
+def test_a_damaged_gzip_is_reported_corrupt_without_any_checksum(archive, tmp_path, damage):
+    """No md5/sha256 configured: the structural check still reads the gzip stream to its end (CRC-32, length)."""
+    from ran.data.prepare import prepare
+
+    path, data = archive
+    if damage == "crc":
+        bad = data[:-8] + bytes([data[-8] ^ 0xFF]) + data[-7:]  # the stored CRC-32 of the trailer
+    elif damage == "tail":
+        bad = data[:-4]  # the length field cut off
+    else:
+        middle = len(data) // 2
+        bad = data[:middle] + bytes(b ^ 0x5A for b in data[middle:middle + 64]) + data[middle + 64:]
+    source = tmp_path / "damaged.tar.gz"
+    source.write_bytes(bad)
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        download(Source("cifar10", url=source.as_uri()), tmp_path / "a.tar.gz", **FAST)
+    _no_leftovers(tmp_path / "a.tar.gz")
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        prepare(source, "cifar10", tmp_path / "prepared")
+
+
+def test_a_second_download_to_the_same_output_waits_for_the_first(archive, tmp_path):
+    """Two processes, one output: the second waits on the lock (saying so) and then finds the verified archive."""
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    path, data = archive
+    out = tmp_path / "archives" / "cifar10-binary.tar.gz"
+    out.parent.mkdir()
+    command = [sys.executable, "-m", "ran.cli", "download", "--dataset", "cifar10", "--url", path.as_uri(),
+               "--sha256", sha256(data), "--out", str(out)]
+    with open(out.with_name(f".{out.name}.lock"), "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # the first download, still running
+        second = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert second.poll() is None, "the second download must wait while the first holds the output"
+        assert not out.exists()
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0 and "another `ran download` is writing" in err
+    assert out.read_bytes() == data and not out.with_name(out.name + ".part").exists()

@@ -18,12 +18,14 @@ transfer keeps it for the next attempt. OUT therefore exists only when it is ver
 from __future__ import annotations
 
 import argparse
+import fcntl
 import http.client
 import os
 import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlparse
@@ -177,11 +179,41 @@ def check_official_files(actual: dict[str, str], dataset: str, where: str) -> st
     return f"its {len(official)} record files match the official per-file sha256"
 
 
+@contextmanager
+def exclusive(out: Path):
+    """Hold `.OUT.lock` for the whole download: a second `ran download` to the same OUT waits for the first (they
+    would share one `.part`), then finds the verified archive in place. The lock file is removed afterwards; a
+    waiter that wakes on a removed file locks the new one instead (the usual flock + inode check)."""
+    lock, waited = out.with_name(f".{out.name}.lock"), False
+    while True:
+        handle = open(lock, "a")  # noqa: SIM115 (held across the yield)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not waited:
+                print(f"download: another `ran download` is writing {out}; waiting for it to finish", file=sys.stderr)
+                waited = True
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        if lock.exists() and lock.stat().st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()
+    try:
+        yield  # a killed process releases the lock with its file descriptors
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
 def download(source: Source, out: str | Path, *, attempts: int = 5, backoff: float = 1.0,
              timeout: float = 60.0) -> Path:
     """Fetch, verify and atomically place the archive of `source` at `out`; return `out`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(out):
+        return _download(source, out, attempts=attempts, backoff=backoff, timeout=timeout)
+
+
+def _download(source: Source, out: Path, *, attempts: int, backoff: float, timeout: float) -> Path:
     layout = get_layout(source.dataset)
     if source.folder is not None:
         return pack_folder(source.folder, source.dataset, out, by_files=source.by_files)

@@ -7,6 +7,7 @@ even where tarfile's own `filter="data"` would merely rewrite it.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import tarfile
 import zlib
@@ -15,6 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from ran.data import DataError
 
+GZIP_MAGIC = b"\x1f\x8b"
 # What a truncated or damaged .tar.gz raises somewhere in gzip, zlib or tarfile.
 CORRUPT_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError)
 
@@ -78,18 +80,25 @@ def scan_archive(archive: str | Path, required: Iterable[str] = (), name: str | 
     _require_file(archive)
     path, archive = archive, name or archive
     try:
-        with tarfile.open(path, mode="r|*") as tar:
-            seen = set()
-            for member in tar:
-                check_member(member, archive, advice)
-                seen.add(member.name.rstrip("/"))
-                if member.isfile():
-                    stream, digest = tar.extractfile(member), hashlib.sha256()
-                    while chunk := stream.read(1 << 20):
-                        digest.update(chunk)
-                    if digests is not None:
-                        digests[member.name] = digest.hexdigest()
-            headers = dict(tar.pax_headers)
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == GZIP_MAGIC
+            raw.seek(0)
+            # A .tar.gz is decompressed by us, so that its gzip trailer (CRC-32 and length) is read and checked too:
+            # tarfile stops at the end-of-archive blocks and would miss a damaged or cut tail.
+            stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
+            with tarfile.open(fileobj=stream, mode="r|" if gzipped else "r|*") as tar:
+                seen = set()
+                for member in tar:
+                    check_member(member, archive, advice)
+                    seen.add(member.name.rstrip("/"))
+                    if member.isfile():
+                        content, digest = tar.extractfile(member), hashlib.sha256()
+                        while chunk := content.read(1 << 20):
+                            digest.update(chunk)
+                        if digests is not None:
+                            digests[member.name] = digest.hexdigest()
+                headers = dict(tar.pax_headers)
+            _read_to_the_end(stream)
     except UnsafeArchiveError:
         raise
     except CORRUPT_ERRORS as error:
@@ -97,6 +106,13 @@ def scan_archive(archive: str | Path, required: Iterable[str] = (), name: str | 
     if required - seen:
         raise _missing(archive, required - seen, advice)
     return headers
+
+
+def _read_to_the_end(stream) -> None:
+    """Read a gzip stream to its end, where its CRC-32 and length are checked (tarfile stops before them)."""
+    if isinstance(stream, gzip.GzipFile):
+        while stream.read(1 << 20):
+            pass
 
 
 def safe_extract(archive: str | Path, destination: str | Path, members: Iterable[str]) -> dict[str, str]:
@@ -115,8 +131,10 @@ def safe_extract(archive: str | Path, destination: str | Path, members: Iterable
             selected = [member for member in all_members if member.name in wanted]
             missing = wanted - {member.name for member in selected}
             if missing:
+                _read_to_the_end(tar.fileobj)  # damage can end the member list early: then say it is corrupt
                 raise _missing(archive, missing)
             tar.extractall(destination, members=selected, filter="data")
+            _read_to_the_end(tar.fileobj)
             return dict(tar.pax_headers)
     except DataError:
         raise
