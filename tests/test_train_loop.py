@@ -159,3 +159,21 @@ def test_precision_and_jit_resolution():
         resolve_precision("fp8", gpu=True)
     with pytest.raises(ValueError, match="jit"):
         resolve_jit("yes", gpu=True)
+
+
+def test_provenance_never_costs_a_result(tmp_path, monkeypatch):
+    """A copied tree on a GPU node: no git checkout, the package not installed. The run still finishes."""
+    import importlib.metadata
+
+    from ran.train import provenance
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(provenance, "_git", lambda *args: None)
+    monkeypatch.setattr(provenance.importlib.metadata, "version", not_installed)
+    record = train(tmp_path, "copied", training={**TRAINING, "iterations": 2, "checkpoint_every": 2})
+    saved = json.loads((tmp_path / "copied" / "out" / "train.json").read_text())
+    assert saved["code"]["commit"] is None and "not installed" in saved["code"]["unknown_because"]
+    assert saved["code_version"] == record["code_version"] == "unknown"
+    assert saved["device"] and saved["libraries"]["python"]

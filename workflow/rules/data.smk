@@ -12,7 +12,7 @@ rule synth:
     params:
         synthetic=config["synthetic"],
     shell:
-        "ran synth --params params.yaml --dataset {wildcards.dataset} --out {output.archive} > {log} 2>&1"
+        "ran synth --params params.yaml --dataset {wildcards.dataset:q} --out {output.archive:q} > {log:q} 2>&1"
 
 
 rule download:
@@ -30,8 +30,8 @@ rule download:
         source=lambda wildcards: config["datasets"][wildcards.dataset],
         data=config["profiles"][PROFILE]["data"],
     shell:
-        "ran download --params params.yaml --profile {params.profile} --dataset {wildcards.dataset}"
-        " --synthetic {input.synthetic} --out {output} > {log} 2>&1"
+        "ran download --params params.yaml --profile {params.profile:q} --dataset {wildcards.dataset:q}"
+        " --synthetic {input.synthetic:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare:
@@ -47,8 +47,8 @@ rule prepare:
         profile=PROFILE,
         data=config["profiles"][PROFILE]["data"],
     shell:
-        "ran prepare --params params.yaml --profile {params.profile} --dataset {wildcards.dataset} --archive {input}"
-        " --out {output} > {log} 2>&1"
+        "ran prepare --params params.yaml --profile {params.profile:q} --dataset {wildcards.dataset:q}"
+        " --archive {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule noise:
@@ -64,4 +64,4 @@ rule noise:
         label_noise=config["label_noise"],
         seeds=config["seeds"],
     shell:
-        "ran noise --params params.yaml --prepared {input} --out {output} > {log} 2>&1"
+        "ran noise --params params.yaml --prepared {input:q} --out {output:q} > {log:q} 2>&1"

@@ -23,8 +23,8 @@ rule tables:
         runs=RUNS,
         seeds=config["seeds"],
     shell:
-        "ran tables --params params.yaml --profile {params.profile} --paper {input.paper} --eval {params.eval}"
-        " --records {input.records} --out {output} > {log} 2>&1"
+        "ran tables --params params.yaml --profile {params.profile:q} --paper {input.paper:q} --eval {params.eval:q}"
+        " --records {input.records:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -53,9 +53,9 @@ rule figures:
         runs=RUNS,
         seeds=config["seeds"],
     shell:
-        "ran figures --params params.yaml --profile {params.profile} --paper {input.paper} --eval {params.eval}"
-        " --models {params.models} --prepared {params.prepared} --records {input.records} --out {output}"
-        " > {log} 2>&1"
+        "ran figures --params params.yaml --profile {params.profile:q} --paper {input.paper:q} --eval {params.eval:q}"
+        " --models {params.models:q} --prepared {params.prepared:q} --records {input.records:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule report:
@@ -73,5 +73,5 @@ rule report:
         profile=PROFILE,
         results=lambda wildcards, output: parent(output[0], 2),
     shell:
-        "ran report --params params.yaml --profile {params.profile} --notebook {input.notebook}"
-        " --results {params.results} --out {output} > {log} 2>&1"
+        "ran report --params params.yaml --profile {params.profile:q} --notebook {input.notebook:q}"
+        " --results {params.results:q} --out {output:q} > {log:q} 2>&1"

@@ -23,8 +23,9 @@ rule train:
     resources:
         gpu=1,
     shell:
-        "ran train --params params.yaml --profile {params.profile} --run {wildcards.run} --prepared {input.prepared}"
-        " --noisy {input.noisy} --out {output} --checkpoints {params.checkpoints} > {log} 2>&1"
+        "ran train --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
+        " --prepared {input.prepared:q} --noisy {input.noisy:q} --out {output:q} --checkpoints {params.checkpoints:q}"
+        " > {log:q} 2>&1"
 
 
 rule evaluate:
@@ -45,5 +46,5 @@ rule evaluate:
     resources:
         gpu=1,
     shell:
-        "ran evaluate --params params.yaml --run {wildcards.run} --models {input.models}"
-        " --prepared {input.prepared} --out {params.out} > {log} 2>&1"
+        "ran evaluate --params params.yaml --run {wildcards.run:q} --models {input.models:q}"
+        " --prepared {input.prepared:q} --out {params.out:q} > {log:q} 2>&1"
