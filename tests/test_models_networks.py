@@ -109,6 +109,30 @@ def test_logits_stay_float32_under_mixed_precision():
     assert keras.backend.standardize_dtype(logits.dtype) == "float32" and np.isfinite(np.asarray(logits)).all()
 
 
+@pytest.mark.parametrize("attention", ["mixed", "channel", "spatial"])
+def test_masks_and_their_combination_compute_in_float32_under_bfloat16(attention):
+    """The soft mask keeps float32 resolution (a bfloat16 (1 + M) takes 129 values) and the combination runs in
+    float32; the module hands bfloat16 on to the next units."""
+    from ran.models import AttentionModule
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        module = AttentionModule(poolings=1, attention=attention, learning="ARL")
+        features = keras.ops.cast(np.random.default_rng(0).normal(size=(2, 8, 8, 16)), "bfloat16")
+        out = module(features)
+        mask = module.soft_mask(features)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert module.mask_branch.compute_dtype == "bfloat16" and module.combine.compute_dtype == "float32"
+    activations = [layer for layer in module.mask_branch._flatten_layers() if layer.name == "activation"]
+    assert activations and all(layer.compute_dtype == "float32" for layer in activations)
+    assert keras.backend.standardize_dtype(mask.dtype) == "float32"
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    if attention != "channel":  # f2 can be negative; f1/f3 are in (0, 1)
+        assert len(np.unique(np.asarray(mask))) > 129
+
+
 def test_weight_decay_is_half_wd_times_squared_kernel_norm_on_kernels_only():
     # SGD weight decay wd adds wd * w to the gradient, i.e. the loss 0.5 * wd * ||w||^2 (blocks.l2_penalty).
     model = network("attention56")

@@ -180,7 +180,8 @@ def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, ou
         logits = predict_logits(model, images, batch_size)
         scores = classification_metrics(logits, labels, num_classes, top5=num_classes > 10)
         per_seed.append({"seed": seed, **scores, "noise_realised": record.get("noise_realised"),
-                         "train_images_per_s": record.get("images_per_s"), "train_wall_s": record.get("train_wall_s")})
+                         "train_images_per_s": record.get("images_per_s"), "train_wall_s": record.get("train_wall_s"),
+                         "train_precision": record.get("dtype_policy"), "train_device": record.get("device")})
         if masks is None:  # the first (smallest) seed
             summary = describe(inner_network(model))
             profile = profile or record.get("training", {}).get("name")

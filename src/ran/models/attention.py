@@ -1,7 +1,9 @@
 """Attention activations f1 / f2 / f3 (Sec. 3.3, Eqs. 4-6) and the two ways of applying a mask (Sec. 3.1, Eq. 3).
 
-The activations act on the soft-mask branch's last convolution output `x[b, h, w, c]`; all three compute in float32
-(cast back to the input dtype), so a bfloat16 network gets the same normalisation statistics.
+The activations act on the soft-mask branch's last convolution output `x[b, h, w, c]`. Under any mixed-precision
+policy the activations and the combination run in float32 (their layers carry a float32 dtype policy): a bfloat16
+mask would take only 129 distinct values of (1 + M) and shift the logits by percents. The attention module casts the
+combined features back to the network's compute dtype.
 """
 
 from __future__ import annotations
@@ -12,8 +14,16 @@ from keras import ops
 from ran.models.checks import check_choice, check_positive_float
 
 
+class Float32Layer(keras.layers.Layer):
+    """A layer that computes in float32 whatever the global dtype policy (Keras casts its inputs to float32)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+
 @keras.saving.register_keras_serializable(package="ran")
-class MixedAttention(keras.layers.Layer):
+class MixedAttention(Float32Layer):
     """f1, mixed attention (Eq. 4): `sigmoid(x[i, c])` elementwise, for every channel and spatial position."""
 
     def call(self, inputs):
@@ -24,7 +34,7 @@ class MixedAttention(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ran")
-class ChannelAttention(keras.layers.Layer):
+class ChannelAttention(Float32Layer):
     """f2, channel attention (Eq. 5): `x[i, c] / ||x[i, :]||_2`, L2 normalisation across channels, no sigmoid.
 
     `epsilon` bounds the squared norm from below, so an all-zero position maps to zeros instead of NaN.
@@ -35,9 +45,8 @@ class ChannelAttention(keras.layers.Layer):
         self.epsilon = check_positive_float("epsilon", epsilon)
 
     def call(self, inputs):
-        x = ops.cast(inputs, "float32")
-        squared_norm = ops.sum(ops.square(x), axis=-1, keepdims=True)  # (B, H, W, 1)
-        return ops.cast(x * ops.rsqrt(ops.maximum(squared_norm, self.epsilon)), inputs.dtype)
+        squared_norm = ops.sum(ops.square(inputs), axis=-1, keepdims=True)  # (B, H, W, 1)
+        return inputs * ops.rsqrt(ops.maximum(squared_norm, self.epsilon))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -47,7 +56,7 @@ class ChannelAttention(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ran")
-class SpatialAttention(keras.layers.Layer):
+class SpatialAttention(Float32Layer):
     """f3, spatial attention (Eq. 6): `sigmoid((x[i, c] - mean_c) / std_c)`.
 
     `mean_c` and `std_c` are taken over the spatial positions of channel `c` of the same sample (per sample, per
@@ -60,9 +69,8 @@ class SpatialAttention(keras.layers.Layer):
         self.epsilon = check_positive_float("epsilon", epsilon)
 
     def call(self, inputs):
-        x = ops.cast(inputs, "float32")
-        mean, variance = ops.moments(x, axes=(1, 2), keepdims=True)  # (B, 1, 1, C) each
-        return ops.cast(ops.sigmoid((x - mean) * ops.rsqrt(variance + self.epsilon)), inputs.dtype)
+        mean, variance = ops.moments(inputs, axes=(1, 2), keepdims=True)  # (B, 1, 1, C) each
+        return ops.sigmoid((inputs - mean) * ops.rsqrt(variance + self.epsilon))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
@@ -80,7 +88,7 @@ def attention_activation(attention: str, name: str = "activation") -> keras.laye
 
 
 @keras.saving.register_keras_serializable(package="ran")
-class AttentionResidualLearning(keras.layers.Layer):
+class AttentionResidualLearning(Float32Layer):
     """Attention residual learning, ARL (Eq. 3): `H = (1 + M) * T`; a mask of 0 passes the trunk through."""
 
     def call(self, trunk, mask):
@@ -91,7 +99,7 @@ class AttentionResidualLearning(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ran")
-class NaiveAttentionLearning(keras.layers.Layer):
+class NaiveAttentionLearning(Float32Layer):
     """Naive attention learning, NAL (Sec. 3.1): `H = M * T`, the mask multiplies the trunk directly."""
 
     def call(self, trunk, mask):

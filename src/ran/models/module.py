@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from ran.models.attention import ATTENTION_ACTIVATIONS, ATTENTION_LEARNING, attention_learning
 from ran.models.blocks import build_sequence
@@ -48,8 +49,9 @@ class AttentionModule(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = self.pre(inputs, training=training)
         trunk = self.trunk(x, training=training)
-        mask = self.mask_branch(x, training=training)  # (B, H, W, C), same shape as the trunk
-        return self.post(self.combine(trunk, mask), training=training)
+        mask = self.mask_branch(x, training=training)  # (B, H, W, C), same shape as the trunk; float32
+        combined = ops.cast(self.combine(trunk, mask), x.dtype)  # computed in float32, back to the compute dtype
+        return self.post(combined, training=training)
 
     def soft_mask(self, inputs, training=None):
         """The soft mask M this module applies to `inputs` (used to draw masks, Fig. 1)."""

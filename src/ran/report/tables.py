@@ -189,6 +189,12 @@ def seed_project_table(paper: dict, runs: list[dict], metrics: dict, profile: st
     return table
 
 
+def _distinct(values) -> str | None:
+    """The distinct non-empty values, joined (one device for all seeds is the usual case)."""
+    found = sorted({str(value) for value in values if value})
+    return "; ".join(found) or None
+
+
 def _mean(values: list) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
@@ -210,11 +216,12 @@ def params_table(paper: dict, runs: list[dict], metrics: dict, profile: str) -> 
     columns = [Column("run", "run"), Column("dataset", "dataset"), Column("network", "network"),
                Column("depth", "depth"), Column("params_paper", "paper (M)"), Column("params_ours", "ours (M)"),
                Column("params_ours_count", "ours", text=False), Column("params_diff", "diff"),
-               Column("params_verdict", "verdict"), Column("seeds", "seeds"), Column("wall_h", "train wall (h)"),
-               Column("images_per_s", "train images/s")]
+               Column("params_verdict", "verdict"), Column("seeds", "seeds"), Column("precision", "precision"),
+               Column("wall_h", "train wall (h)"), Column("images_per_s", "train images/s"),
+               Column("device", "device")]
     caption = (f"Every run of the matrix: parameter count against Table 6 where it prints the configuration "
-               f"('matches' within {100 * PARAMS_TOLERANCE:.0f}%), seeds evaluated, mean training wall time "
-               f"and throughput (profile '{profile}').")
+               f"('matches' within {100 * PARAMS_TOLERANCE:.0f}%), seeds evaluated, training precision (dtype "
+               f"policy), mean training wall time and throughput, device (profile '{profile}').")
     paper_m = paper_params_by_run(paper["cifar"], runs)
     table = Table("params", "Parameters and cost", caption, columns)
     for run in runs:
@@ -226,6 +233,8 @@ def params_table(paper: dict, runs: list[dict], metrics: dict, profile: str) -> 
             wall = _mean([s.get("train_wall_s") for s in seeds])
             speed = _mean([s.get("train_images_per_s") for s in seeds])
             cells.update({"depth": found.get("depth"), "seeds": found["top1_error_pct"].get("n", len(seeds)),
+                          "precision": _distinct(s.get("train_precision") for s in seeds),
+                          "device": _distinct(s.get("train_device") for s in seeds),
                           "wall_h": None if wall is None else f"{wall / 3600:.2f}",
                           "images_per_s": None if speed is None else f"{speed:.0f}"})
         table.rows.append(cells)
