@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -70,7 +71,7 @@ def test_report_renders_self_contained_html(small_results, root):
     assert "runs with results: 3 of 4" in html
     assert html.count("data:image/png;base64,") >= 5 + 2 + 1 + 2  # table charts, noise/params, overview, masks
     assert html.count("<table") >= 7 and "not run" in html and "quoted, not in matrix" in html
-    assert "Decisions where the paper is silent" in html and "13.74" in html  # SPEC list, seed project
+    assert "Decisions where the paper is silent" in html and "13.74" in html  # decisions, seed project
     assert "S.banner_html" not in html and "params_path" not in html  # code cells are hidden
     assert "src='figures/" not in html and 'src="figures/' not in html  # nothing linked from outside the file
 
@@ -80,3 +81,14 @@ def test_report_refuses_a_missing_results_folder(tmp_path, root):
         render.main(["--params", str(root / "params.yaml"), "--notebook", str(root / "workflow" / "notebooks" /
                      "report.ipynb"), "--results", str(tmp_path / "nope"), "--out", str(tmp_path / "r.html")])
     assert exit_info.value.code == 2
+
+
+def test_the_decisions_the_report_lists_are_those_of_docs_decisions_md(root):
+    from ran.report.decisions import DECISIONS, SEED_PROJECT_DEPARTURES
+
+    text = (root / "docs" / "decisions.md").read_text()
+    for number, (title, body) in enumerate(DECISIONS, 1):
+        assert f"{number}. **{title}.** {body}" in text
+    assert all(f"- {departure}" in text for departure in SEED_PROJECT_DEPARTURES)
+    cited = {int(n) for path in (root / "src").rglob("*.py") for n in re.findall(r"decision (\d+)", path.read_text())}
+    assert cited and cited <= set(range(1, len(DECISIONS) + 1)), "a 'decision N' cited in src/ is not in the list"

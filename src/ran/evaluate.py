@@ -4,7 +4,7 @@
         --out results/P/eval/R
 
 The reported error is that of the final weights after the last iteration; the test set never picks a checkpoint
-(SPEC decision 3). Writes `metrics.json` (format in docs/architecture.md) and `masks.npz` (Fig. 1-style masks). For a
+(decision 3). Writes `metrics.json` (format in docs/architecture.md) and `masks.npz` (Fig. 1-style masks). For a
 run its profile does not select, both say so ("status": "not selected", no masks) and nothing is loaded.
 """
 

@@ -8,7 +8,7 @@ The pipeline (docs/architecture.md, "Paths") is four commands, each a module her
   re-packed into a deterministic archive, so every later step sees one kind of input.
 - `ran prepare` (`prepare.py`): parses the binary records (never unpickles anything) into `train.npz`, `test.npz`
   and `manifest.json`, checking counts and class balance.
-- `ran noise` (`noise.py`): the paper's Eq. 7 label corruption, one artefact per (level, seed) (SPEC decision 4).
+- `ran noise` (`noise.py`): the paper's Eq. 7 label corruption, one artefact per (level, seed) (decision 4).
 
 Synthetic archives carry a PAX global header `RAN.synthetic` (it is not a member, so member names stay exactly the
 official ones); `prepare` reads it to take the expected counts from the archive instead of the official 50k/10k.

@@ -3,7 +3,7 @@
 Q (K x K) has r on its diagonal and (1 - r) / (K - 1) everywhere else; a label y is replaced by a draw from row y of
 Q, so it stays with probability r and otherwise moves to any other class with equal probability. The paper's noise
 level is 1 - r. Corruption is drawn once per (level, seed) with numpy's default_rng seeded from both and saved as its
-own artefact; the realised noise fraction is recorded beside the nominal one (SPEC decision 4).
+own artefact; the realised noise fraction is recorded beside the nominal one (decision 4).
 """
 
 from __future__ import annotations

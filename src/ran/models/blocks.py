@@ -1,6 +1,6 @@
 """Convolution and batch-normalisation factories shared by every layer, and the weight-decay convention.
 
-He initialisation and weight decay on convolution and dense kernels only (Sec. 4.1; SPEC decision 5). Batch
+He initialisation and weight decay on convolution and dense kernels only (Sec. 4.1; decision 5). Batch
 normalisation follows the pre-activation ResNet reference (momentum 0.9, epsilon 1e-5); its parameters are not decayed.
 """
 

@@ -56,7 +56,7 @@ class SoftMaskBranch(keras.layers.Layer):
     Bottom-up: `poolings` times a 3x3/2 max-pooling followed by `r` residual units (`2r` at the lowest resolution).
     Top-down: as many bilinear 2x up-samplings, each followed by `r` units. Every down-level except the lowest
     sends a skip connection (one residual unit) that is added right after the up-sampling back to its resolution.
-    Then `MaskHead`. With `poolings = 0` (the stage whose trunk map is already the smallest, SPEC decision 2) the
+    Then `MaskHead`. With `poolings = 0` (the stage whose trunk map is already the smallest, decision 2) the
     branch degenerates to its lowest level: `2r` units at the input resolution, no pooling, no up-sampling.
     """
 

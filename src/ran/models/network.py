@@ -1,6 +1,6 @@
 """Variants as data (Table 6, Sec. 4.1 "36m + 20") and the one factory that builds them for CIFAR.
 
-CIFAR layout (SPEC decision 1): a 16-channel 3x3 stem at 32x32; three stages at 32, 16 and 8 px with unit outputs
+CIFAR layout (decision 1): a 16-channel 3x3 stem at 32x32; three stages at 32, 16 and 8 px with unit outputs
 64, 128 and 256; each stage opens with residual unit(s) (stride 2 and projection where resolution or width changes),
 then its attention modules; after the last stage 3 more units, BN-ReLU, global average pooling and a dense layer
 giving logits. Pre-activation ResNet-164 is the same skeleton with 18 units per stage and no modules.
@@ -57,7 +57,7 @@ VARIANTS: dict[str, Variant] = {
 
 
 def mask_poolings(input_size: int) -> list[int]:
-    """Poolings per stage so the smallest mask map equals the smallest trunk map (Sec. 3.2; SPEC decision 2).
+    """Poolings per stage so the smallest mask map equals the smallest trunk map (Sec. 3.2; decision 2).
 
     For CIFAR (stages at 32, 16, 8 px) this is [2, 1, 0]; for the paper's ImageNet stages (56, 28, 14 px above a 7 px
     stage) the same rule gives its 3, 2, 1.

@@ -1,6 +1,7 @@
-"""The decisions this project takes where the paper is silent (SPEC), listed in the report beside the numbers."""
+"""The decisions this project takes where the paper is silent, numbered as in docs/decisions.md and listed in the
+report beside the numbers; code cites them as "decision N"."""
 
-SPEC_DECISIONS = (
+DECISIONS = (
     ("CIFAR layout", "The paper gives no CIFAR network; the project uses narrow pre-activation ResNet-164-like widths "
      "(16-channel stem at 32×32, attention stages at 32, 16 and 8 px with unit outputs 64, 128 and 256), the only "
      "layout that reproduces Table 6's parameter counts; Attention-452's count is reported with its gap."),

@@ -12,7 +12,7 @@ import html
 from pathlib import Path
 
 from ran.config import load_params, resolve_profile
-from ran.report.decisions import SEED_PROJECT_DEPARTURES, SPEC_DECISIONS
+from ran.report.decisions import DECISIONS, SEED_PROJECT_DEPARTURES
 from ran.report.outputs import attention_runs
 from ran.report.tables import NOT_RUN, TOLERANCE_PP
 
@@ -106,7 +106,8 @@ def list_html(items) -> str:
 
 
 def decisions_html() -> str:
-    return list_html(f"<b>{html.escape(title)}.</b> {html.escape(text)}" for title, text in SPEC_DECISIONS)
+    items = "".join(f"<li><b>{html.escape(title)}.</b> {html.escape(text)}</li>" for title, text in DECISIONS)
+    return f"<ol>{items}</ol><p>Numbered as in docs/decisions.md, which code and docs cite.</p>"
 
 
 def departures_html() -> str:

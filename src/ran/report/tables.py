@@ -19,7 +19,7 @@ from ran.report.outputs import TABLE_NAMES
 from ran.report.recorded import recorded_table, update_readme
 
 TOLERANCE_PP = 1.0  # |ours - paper| <= this many percentage points of top-1 error counts as "matches"
-PARAMS_TOLERANCE = 0.05  # relative; SPEC decision 1 holds the default networks to Table 6 within 5%
+PARAMS_TOLERANCE = 0.05  # relative; decision 1 holds the default networks to Table 6 within 5%
 NOT_RUN = "not run"
 NOT_IN_MATRIX = "quoted, not in matrix"
 DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
@@ -87,7 +87,7 @@ def error_caption(profile: str) -> str:
 
 
 def realised_noise(metrics: dict | None) -> str | None:
-    """Mean realised label-noise fraction over seeds (SPEC decision 4: reported beside the nominal level)."""
+    """Mean realised label-noise fraction over seeds (decision 4: reported beside the nominal level)."""
     values = [s.get("noise_realised") for s in (metrics or {}).get("seeds") or []]
     values = [v for v in values if v is not None]
     return f"{sum(values) / len(values):.3f}" if values else None
@@ -172,7 +172,7 @@ def seed_project_table(paper: dict, runs: list[dict], metrics: dict, profile: st
                Column("diff", "ours − seed project (pp)"), Column("run", "run")]
     caption = (f"The seed course project's six configurations: its reported test error, the paper's where it prints "
                f"the configuration, and ours (profile '{profile}'). The seed project's 'Attention-92' is 80 layers "
-               f"deep and its 'spatial' attention normalises across channels (SPEC, known departures).")
+               f"deep and its 'spatial' attention normalises across channels (docs/decisions.md, known departures).")
     table = Table("seed_project", "Seed project", caption, columns)
     paper_values = paper_error_by_run(paper["cifar"], runs)
     for row in paper["seed_project"]:

@@ -126,7 +126,7 @@ def training_inputs(images: np.ndarray, seed: int, start: int, stop: int, batch:
 def compile_for_training(model: keras.Model, training: dict, jit: bool) -> StepDecay:
     """Nesterov SGD on the step schedule, cross-entropy on logits (Sec. 4.1); returns the schedule.
 
-    Weight decay lives in the network's kernel regularisers (SPEC decision 5), not in the optimizer, so the logged
+    Weight decay lives in the network's kernel regularisers (decision 5), not in the optimizer, so the logged
     `loss` is the full objective: cross-entropy plus the decay term. Under `mixed_float16` Keras wraps the optimizer
     in a LossScaleOptimizer. The optimizer is built here so a checkpoint can be restored into its variables.
     """

@@ -56,7 +56,7 @@ def describe_network(network) -> dict:
 
 
 def training_labels(run: dict, labels, noisy_dir: str | None, seed: int):
-    """Clean labels, or the noisy labels of (noise level, seed) with their realised fraction (SPEC decision 4)."""
+    """Clean labels, or the noisy labels of (noise level, seed) with their realised fraction (decision 4)."""
     if not run["noise"]:
         return labels, None
     from ran.data.noise import load_noisy_labels, noisy_labels_path
