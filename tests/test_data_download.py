@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import tarfile
 from dataclasses import replace
@@ -300,3 +301,19 @@ def test_a_second_download_to_the_same_output_waits_for_the_first(archive, tmp_p
     _, err = second.communicate(timeout=60)
     assert second.returncode == 0 and "another `ran download` is writing" in err
     assert out.read_bytes() == data and not out.with_name(out.name + ".part").exists()
+
+
+def test_a_synthetic_profile_downloads_the_archive_it_writes(tmp_path, params):
+    """`ran download --profile smoke` writes the synthetic archive from params.yaml and takes it through the same
+    file:// fetch and sha256 check as a real download; nothing is left beside the output."""
+    from ran.data.download import main as download_main
+    from ran.data.prepare import prepare
+
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(json.dumps(params))  # JSON is YAML
+    out = tmp_path / "archives" / "cifar10-binary.tar.gz"
+    assert download_main(["--params", str(params_path), "--profile", "smoke", "--dataset", "cifar10",
+                          "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+    manifest = prepare(out, "cifar10", tmp_path / "prepared", expect="synthetic")
+    assert manifest["splits"]["train"]["count"] == 10 * params["synthetic"]["train_per_class"]

@@ -14,7 +14,7 @@ from test_workflow_e2e import run
 
 pytestmark = [pytest.mark.slurm, pytest.mark.e2e]
 
-TARGET = "data/smoke/prepared/cifar10"  # synth -> download -> prepare: three CPU jobs
+TARGET = "data/smoke/prepared/cifar10"  # download (of a synthetic archive) -> prepare: two CPU jobs
 
 
 @pytest.fixture(scope="session")
@@ -38,10 +38,10 @@ def test_smoke_jobs_run_as_slurm_jobs(slurm, root, tmp_path):
         "--", TARGET,
     ], repo)
     output = result.stdout + result.stderr
-    assert "3 of 3 steps (100%) done" in output, output
+    assert "2 of 2 steps (100%) done" in output, output
     manifest = json.loads((repo / TARGET / "manifest.json").read_text())
     assert manifest["dataset"] == "cifar10"
-    assert output.count("has been submitted with SLURM jobid") == 3, output
-    for rule in ("synth", "download", "prepare"):
+    assert output.count("has been submitted with SLURM jobid") == 2, output
+    for rule in ("download", "prepare"):
         logs = list((repo / ".snakemake" / "slurm_logs" / f"rule_{rule}").rglob("*.log"))
         assert logs, f"no SLURM log for rule {rule}"

@@ -9,6 +9,7 @@ LOGS = f"{RESULTS}/logs"
 RUNS = config["runs"]
 PROFILE_RUNS = config["profiles"][PROFILE]["runs"]
 SELECTED = [run for run in RUNS if PROFILE_RUNS == "all" or run in PROFILE_RUNS]
+NEEDED = {RUNS[run]["dataset"] for run in SELECTED}  # datasets the selected runs train on
 # How every run trains under this profile; the selection is apart, so changing it reruns only the runs it changes.
 TRAINING = {**config["training"], **{k: v for k, v in config["profiles"][PROFILE].items() if k != "runs"}}
 NOISE_DATASET = config["label_noise"]["dataset"]

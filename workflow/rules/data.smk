@@ -1,24 +1,7 @@
-# Data: synthetic archives, downloads, parsed arrays and noisy labels (docs/architecture.md, "Paths").
-
-
-rule synth:
-    output:
-        archive=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz",
-        sha256=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz.sha256",
-    log:
-        f"{LOGS}/data/synthetic/{{dataset}}.log",
-    conda:
-        "../envs/ran.yaml"
-    params:
-        synthetic=config["synthetic"],
-    shell:
-        "ran synth --params params.yaml --dataset {wildcards.dataset:q} --out {output.archive:q} > {log:q} 2>&1"
+# Data: downloads (or synthetic archives), parsed arrays and noisy labels (docs/architecture.md, "Paths").
 
 
 rule download:
-    input:
-        synthetic=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz",
-        sha256=f"{DATA}/synthetic/{{dataset}}-binary.tar.gz.sha256",
     output:
         f"{DATA}/archives/{{dataset}}-binary.tar.gz",
     log:
@@ -29,9 +12,11 @@ rule download:
         profile=PROFILE,
         source=lambda wildcards: config["datasets"][wildcards.dataset],
         data=config["profiles"][PROFILE]["data"],
+        synthetic=config["synthetic"],  # a synthetic profile's archive is written from these
+        needed=lambda wildcards: wildcards.dataset in NEEDED,  # if not, a marker instead of the data
     shell:
         "ran download --params params.yaml --profile {params.profile:q} --dataset {wildcards.dataset:q}"
-        " --synthetic {input.synthetic:q} --out {output:q} > {log:q} 2>&1"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule prepare:

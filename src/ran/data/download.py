@@ -1,7 +1,8 @@
 """`ran download`: one verified CIFAR binary archive per dataset, whatever the source.
 
 Sources, in the order they are chosen: `--url` (manual use); the synthetic archive when the profile's `data` is
-`synthetic` (fetched as `file://` and checked against its `.sha256` sidecar, the same code path as a real download);
+`synthetic` (written by `ran synth`'s code from params.yaml's `synthetic` section, then fetched as `file://` and
+checked against its `.sha256` sidecar: the same code path as a real download);
 `datasets.D.local` (a pre-downloaded archive, fetched the same way, or an extracted folder, which is re-packed into a
 deterministic .tar.gz so later steps see one kind of input); `datasets.D.url`.
 
@@ -22,6 +23,7 @@ import fcntl
 import http.client
 import os
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -68,8 +70,8 @@ def source_from_params(params: dict, dataset: str, profile: dict, synthetic: str
     """The source the resolved `profile` and params.yaml's `datasets` section give for `dataset`."""
     if profile["data"] == "synthetic":
         if synthetic is None:
-            raise DataError(f"profile {profile['name']!r} uses synthetic data, so `ran download` needs "
-                            f"--synthetic PATH (the archive written by `ran synth`).")
+            raise DataError(f"profile {profile['name']!r} uses synthetic data: pass the archive written by "
+                            f"`ran synth` (`ran download --synthetic PATH`), or none to have it written.")
         path = Path(synthetic).resolve()
         if not path.is_file():
             raise DataError(f"synthetic archive {path} not found; write it first with `ran synth --params "
@@ -292,12 +294,17 @@ def _hex(length: int):
     return parse
 
 
+def _override(source: Source, args) -> Source:
+    return replace(source, **{name: getattr(args, name) for name in CHECKSUMS if getattr(args, name)})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ran download", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     parser.add_argument("--profile", help="profile whose `data` decides official vs synthetic (default: params')")
     parser.add_argument("--dataset", required=True, choices=sorted(LAYOUTS))
-    parser.add_argument("--synthetic", help="synthetic archive (with .sha256 sidecar) used for synthetic profiles")
+    parser.add_argument("--synthetic", help="synthetic archive (with .sha256 sidecar) to take for a synthetic profile "
+                                            "(default: written from params.yaml's `synthetic` section)")
     parser.add_argument("--out", required=True, help="where the verified archive is written")
     parser.add_argument("--url", help="download from this http(s):// or file:// address instead of params.yaml")
     parser.add_argument("--md5", type=_hex(32), help="expected md5 of the archive (overrides params.yaml)")
@@ -307,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ran.config import ConfigError, load_params, needed_datasets, resolve_profile
     from ran.data.skipped import not_needed_reason, write_not_needed_archive
+    from ran.data.synthetic import write_synthetic_archive
 
     try:
         if not args.url:
@@ -321,11 +329,17 @@ def main(argv: list[str] | None = None) -> int:
             if not args.url.startswith(("http://", "https://", "file://")):
                 parser.error(f"--url must start with http://, https:// or file://, got {args.url!r}")
             source = Source(args.dataset, url=args.url, origin="--url")
+        elif profile["data"] == "synthetic" and args.synthetic is None:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=Path(args.out).parent, prefix=".synthetic-") as folder:
+                archive = Path(folder) / f"{args.dataset}-binary.tar.gz"
+                write_synthetic_archive(archive, args.dataset, **params["synthetic"])
+                source = source_from_params(params, args.dataset, profile, archive)
+                download(_override(source, args), args.out, attempts=args.attempts, timeout=args.timeout)
+            return 0
         else:
             source = source_from_params(params, args.dataset, profile, args.synthetic, Path(args.params).parent)
-        overrides = {name: getattr(args, name) for name in CHECKSUMS if getattr(args, name)}
-        source = replace(source, **overrides)
-        download(source, args.out, attempts=args.attempts, timeout=args.timeout)
+        download(_override(source, args), args.out, attempts=args.attempts, timeout=args.timeout)
     except (DataError, ConfigError) as error:
         parser.exit(1, f"ran download: {error}\n")
     return 0
