@@ -23,6 +23,13 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 
+# The cost before the first job (dry runs included): images per run and the time at the recorded speeds.
+if workflow.is_main_process:
+    from ran.plan import announce
+
+    announce(config, PROFILE, RECORDS)
+
+
 rule all:
     input:
         final_targets(),

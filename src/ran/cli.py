@@ -11,6 +11,7 @@ import sys
 
 COMMANDS = {
     "runs": ("ran.config", "List the runs that params.yaml defines (validated against the schema)."),
+    "plan": ("ran.plan", "What a profile will cost: images per run, time at the recorded (or probed) speed."),
     "synth": ("ran.data.synthetic", "Write a synthetic CIFAR archive in the official binary format."),
     "download": ("ran.data.download", "Download and verify a CIFAR archive (or take a local copy)."),
     "prepare": ("ran.data.prepare", "Parse CIFAR binary records into uint8 arrays plus a manifest."),
