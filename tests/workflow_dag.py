@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LOG_REDIRECT = re.compile(r"\s*>\s*\S+\s+2>&1\s*$")
+LOG_REDIRECT = re.compile(r"\s*2>\s*\S+\s*$")  # Snakemake sends a job's stderr to its log; stdout to the console
 CODE_PREFIXES = ("src/",)  # DVC lists code as deps; Snakemake tracks code through its rerun triggers instead
 
 

@@ -16,7 +16,7 @@ rule download:
         needed=lambda wildcards: wildcards.dataset in NEEDED,  # if not, a marker instead of the data
     shell:
         "ran download --params params.yaml --profile {params.profile:q} --dataset {wildcards.dataset:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --out {output:q} 2> {log:q}"
 
 
 rule prepare:
@@ -33,7 +33,7 @@ rule prepare:
         data=config["profiles"][PROFILE]["data"],
     shell:
         "ran prepare --params params.yaml --profile {params.profile:q} --dataset {wildcards.dataset:q}"
-        " --archive {input:q} --out {output:q} > {log:q} 2>&1"
+        " --archive {input:q} --out {output:q} 2> {log:q}"
 
 
 rule noise:
@@ -49,4 +49,4 @@ rule noise:
         label_noise=config["label_noise"],
         seeds=config["seeds"],
     shell:
-        "ran noise --params params.yaml --prepared {input:q} --out {output:q} > {log:q} 2>&1"
+        "ran noise --params params.yaml --prepared {input:q} --out {output:q} 2> {log:q}"

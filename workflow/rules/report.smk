@@ -24,7 +24,7 @@ rule tables:
         seeds=config["seeds"],
     shell:
         "ran tables --params params.yaml --profile {params.profile:q} --paper {input.paper:q} --eval {params.eval:q}"
-        " --records {input.records:q} --out {output:q} > {log:q} 2>&1"
+        " --records {input.records:q} --out {output:q} 2> {log:q}"
 
 
 rule figures:
@@ -55,7 +55,7 @@ rule figures:
     shell:
         "ran figures --params params.yaml --profile {params.profile:q} --paper {input.paper:q} --eval {params.eval:q}"
         " --models {params.models:q} --prepared {params.prepared:q} --records {input.records:q} --out {output:q}"
-        " > {log:q} 2>&1"
+        " 2> {log:q}"
 
 
 rule report:
@@ -74,4 +74,4 @@ rule report:
         results=lambda wildcards, output: parent(output[0], 2),
     shell:
         "ran report --params params.yaml --profile {params.profile:q} --notebook {input.notebook:q}"
-        " --results {params.results:q} --out {output:q} > {log:q} 2>&1"
+        " --results {params.results:q} --out {output:q} 2> {log:q}"

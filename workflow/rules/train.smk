@@ -25,7 +25,7 @@ rule train:
     shell:
         "ran train --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
         " --prepared {input.prepared:q} --noisy {input.noisy:q} --out {output:q} --checkpoints {params.checkpoints:q}"
-        " > {log:q} 2>&1"
+        " 2> {log:q}"
 
 
 rule evaluate:
@@ -47,4 +47,4 @@ rule evaluate:
         gpu=1,
     shell:
         "ran evaluate --params params.yaml --run {wildcards.run:q} --models {input.models:q}"
-        " --prepared {input.prepared:q} --out {params.out:q} > {log:q} 2>&1"
+        " --prepared {input.prepared:q} --out {params.out:q} 2> {log:q}"

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -63,6 +64,27 @@ class FirstNonFiniteStep(keras.metrics.Metric):
     def reset_state(self):
         self.first.assign(-1.0)
         self.count.assign(0.0)
+
+
+class ProgressLines:
+    """One line per checkpoint segment on stdout (the console of Snakemake, whose rules send stderr to the job's
+    log) and in the log: run, iteration/total, loss, images/s since the last line, time left at that speed."""
+
+    def __init__(self, name: str, iterations: int, batch: int, start: int, train_s: float):
+        self.name, self.iterations, self.batch = name, iterations, batch
+        self.step, self.train_s = start, train_s
+
+    def segment(self, stop: int, loss: float, train_s: float, bar) -> str:
+        seconds = max(train_s - self.train_s, 1e-9)
+        speed = (stop - self.step) * self.batch / seconds
+        left = (self.iterations - stop) * self.batch / speed if speed else 0.0
+        line = (f"train: {self.name}: iteration {stop}/{self.iterations}, loss {loss:.4f}, {speed:.1f} images/s, "
+                f"{left / 60:.0f} min left")
+        self.step, self.train_s = stop, train_s
+        print(line, flush=True)
+        if not bar.disable:
+            bar.write(line, file=sys.stderr)
+        return line
 
 
 def resolve_precision(value: str, gpu: bool) -> str:
@@ -254,6 +276,7 @@ def train_seed(
     compiling = True  # the first segment of a process also traces and compiles the step: not steady state
     bar = tqdm(total=iterations, initial=start, disable=not progress, desc=f"seed {seed}", unit="it",
                dynamic_ncols=True)
+    report = ProgressLines(f"{record.get('run', 'run')} seed {seed}", iterations, batch, start, clock["train_s"])
     try:
         for stop in segment_ends(start, iterations, log_every, checkpoint_every, per_pass):
             chosen = batch_indices(seed, len(images), batch, start, stop)
@@ -290,6 +313,8 @@ def train_seed(
                                                                     "clock": elapsed})
             bar.update(stop - start)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{schedule.value_at(stop - 1):g}")
+            if stop % checkpoint_every == 0 or stop == iterations:
+                report.segment(stop, loss, clock["train_s"], bar)
             start = stop
             if interrupt_after is not None and stop >= interrupt_after:
                 raise Interrupted(f"interrupted after iteration {stop} (test hook)")
