@@ -86,7 +86,7 @@ def test_make_figures_writes_exactly_the_declared_outputs(tmp_path, small_params
 def test_output_names_are_a_pure_function_of_params(params):
     names = outputs(params)
     assert names == outputs(copy.deepcopy(params))
-    assert len(names["tables"]) == 7 * 3 and names["report"] == ["report.html"]
+    assert len(names["tables"]) == 8 * 3 and names["report"] == ["report.html"]
     attention = [r for r in params["runs"] if params["runs"][r]["network"].startswith("attention")]
-    assert len(names["figures"]) == 2 * (8 + len(params["runs"]) + len(attention))
+    assert len(names["figures"]) == 2 * (9 + len(params["runs"]) + len(attention))
     assert "masks/c10_a56_arl_mixed.png" in names["figures"] and "masks/c10_r164.png" not in names["figures"]

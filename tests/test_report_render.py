@@ -73,7 +73,12 @@ def test_report_renders_self_contained_html(small_results, root):
     assert html.count("<table") >= 7 and "not run" in html and "quoted, not in matrix" in html
     assert "Decisions where the paper is silent" in html and "13.74" in html  # decisions, seed project
     assert "S.banner_html" not in html and "params_path" not in html  # code cells are hidden
-    assert "src='figures/" not in html and 'src="figures/' not in html  # nothing linked from outside the file
+    # Offline: nothing is fetched (no CDN script, stylesheet or module); per-run curves are linked beside the report.
+    fetched = r"""(?:src|href)\s*=\s*["']https?:|import\s*\(?\s*["']https?:|@import\s+url\(\s*["']?https?:"""
+    assert not re.search(fetched, html)
+    linked = [src for src in re.findall(r"""<img[^>]*\ssrc=["']([^"']+)["']""", html) if not src.startswith("data:")]
+    assert "../figures/curves/c10_r164.png" in linked and all((out.parent / href).is_file() for href in linked)
+    assert "Recorded results" in html
 
 
 def test_report_refuses_a_missing_results_folder(tmp_path, root):

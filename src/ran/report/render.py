@@ -1,6 +1,8 @@
 """`ran report`: execute the report notebook with papermill and render it to one self-contained HTML file.
 
-Code cells are hidden (exclude_input) and every figure is embedded as base64, so the HTML opens anywhere alone.
+Code cells are hidden (exclude_input), nothing is fetched from the network (no CDN scripts), and the summary figures
+are embedded as base64; the per-run pictures are linked from the figures folder beside the report, which keeps the
+page light (docs/architecture.md, "The report").
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from ran.atomic import write_text_atomic
 from ran.config import ConfigError, load_params, resolve_profile
 
 KERNEL_NAME = "python3"
+# The lab template minus its CDN scripts: the report opens offline (workflow/notebooks/offline.html.j2).
+OFFLINE_TEMPLATE = Path(__file__).resolve().parents[3] / "workflow" / "notebooks" / "offline.html.j2"
 
 
 def ensure_kernel(name: str = KERNEL_NAME) -> str:
@@ -40,8 +44,8 @@ def to_html(executed: Path, title: str) -> str:
     import nbformat
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                            embed_images=True)
+    exporter = HTMLExporter(template_name="lab", template_file=str(OFFLINE_TEMPLATE), exclude_input=True,
+                            exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True)
     notebook = nbformat.read(executed, as_version=4)
     body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": title}})
     return body
@@ -56,7 +60,7 @@ def render_report(notebook: str | Path, out: str | Path, profile: str, results: 
     if not Path(results).is_dir():
         raise FileNotFoundError(f"results folder not found: {results}")
     parameters = {"profile": profile, "results_dir": str(Path(results).resolve()),
-                  "params_path": str(Path(params_path).resolve())}
+                  "params_path": str(Path(params_path).resolve()), "report_dir": str(out.parent.resolve())}
     with tempfile.TemporaryDirectory(prefix="ran-report-") as tmp:
         executed = Path(tmp) / notebook.name
         execute(notebook, executed, parameters, ensure_kernel(kernel), timeout_s)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import os
 from pathlib import Path
 
 from ran.config import load_params, resolve_profile
@@ -20,10 +21,13 @@ REFERENCE_PROFILE = "paper"  # the profile that follows the paper's protocol (Se
 _BANNER_COLOURS = {True: ("#1b5e20", "#e8f5e9"), False: ("#b71c1c", "#ffebee")}
 
 
-def load_context(params_path: str | Path, profile: str | None, results_dir: str | Path) -> dict:
+def load_context(params_path: str | Path, profile: str | None, results_dir: str | Path,
+                 report_dir: str | Path | None = None) -> dict:
+    """What the notebook shows; `report_dir` is where the HTML goes (linked figures are relative to it)."""
     params = load_params(params_path)
     return {"params": params, "profile": resolve_profile(params, profile), "results": Path(results_dir),
-            "reference": params["profiles"].get(REFERENCE_PROFILE)}
+            "reference": params["profiles"].get(REFERENCE_PROFILE),
+            "report_dir": Path(report_dir) if report_dir else Path(results_dir) / "report"}
 
 
 def is_replication(context: dict) -> bool:
@@ -61,7 +65,7 @@ def banner_html(context: dict) -> str:
             f"margin:8px 0 20px 0;font-family:sans-serif'>"
             f"<div style='font-size:40px;font-weight:bold;line-height:1.2'>{html.escape(banner_text(context))}</div>"
             f"<div style='font-size:18px;margin-top:8px'>runs with results: {runs_with_results(context)}; "
-            f"seeds: {html.escape(seeds)}; results folder: "
+            f"{len(context['params']['seeds'])} seed(s) per run ({html.escape(seeds)}); results folder: "
             f"<code>{html.escape(str(context['results']))}</code></div>{note}</div>")
 
 
@@ -72,14 +76,19 @@ def table_markdown(context: dict, name: str) -> str:
     return path.read_text()
 
 
-def figure_html(context: dict, stem: str, width: str = "100%") -> str:
-    """A figure as an <img> with the PNG embedded as base64, so the HTML file stands alone."""
+def figure_html(context: dict, stem: str, width: str = "100%", embed: bool = True) -> str:
+    """A figure as an <img>: embedded as base64 (the page stands alone), or linked from the figures folder beside
+    the report (per-run pictures, which would make the page tens of MB), lazily loaded, with its PDF linked."""
     path = context["results"] / "figures" / f"{stem}.png"
     if not path.is_file():
         return f"<p><em>Figure {html.escape(stem)} missing: {html.escape(str(path))} was not built.</em></p>"
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f"<img src='data:image/png;base64,{data}' alt='{html.escape(stem)}' "
-            f"style='max-width:{width};height:auto'/>")
+    style = f"style='max-width:{width};height:auto'"
+    if embed:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f"<img src='data:image/png;base64,{data}' alt='{html.escape(stem)}' {style}/>"
+    href = html.escape(Path(os.path.relpath(path, context["report_dir"])).as_posix())
+    return (f"<a href='{href}'><img src='{href}' alt='{html.escape(stem)}' loading='lazy' {style}/></a>"
+            f"<div style='font-size:12px'>{html.escape(stem)}: <a href='{href[:-4]}.pdf'>PDF</a></div>")
 
 
 def details_html(summary: str, body: str) -> str:
@@ -89,7 +98,8 @@ def details_html(summary: str, body: str) -> str:
 def mask_figures_html(context: dict, shown: int = 3) -> str:
     """Every attention run's mask picture: the first few open, the rest folded."""
     runs = attention_runs(context["params"])
-    pictures = [figure_html(context, f"masks/{run_id}", "720px") for run_id in runs]
+    pictures = [figure_html(context, f"masks/{run_id}", "720px", embed=index < shown)
+                for index, run_id in enumerate(runs)]
     folded = "".join(f"<h4>{html.escape(run_id)}</h4>{pic}" for run_id, pic in zip(runs[shown:], pictures[shown:],
                                                                                    strict=True))
     return "".join(pictures[:shown]) + (details_html(f"{len(runs) - shown} more runs", folded) if folded else "")
@@ -97,7 +107,7 @@ def mask_figures_html(context: dict, shown: int = 3) -> str:
 
 def curve_figures_html(context: dict) -> str:
     runs = list(context["params"]["runs"])
-    body = "".join(figure_html(context, f"curves/{run_id}") for run_id in runs)
+    body = "".join(figure_html(context, f"curves/{run_id}", embed=False) for run_id in runs)
     return figure_html(context, "training_curves") + details_html(f"per-run curves ({len(runs)} runs)", body)
 
 

@@ -54,8 +54,9 @@ def compare(paper_value: float | None, run_id: str | None, metrics: dict | None,
     """The 'ours' cells of one comparison: formatted text, raw mean/std/n, difference and verdict."""
     cells = {f"{prefix}paper": fmt_error(paper_value), f"{prefix}run": run_id or ""}
     if run_id is None or metrics is None:
-        status = NOT_IN_MATRIX if run_id is None else NOT_RUN
-        return {**cells, f"{prefix}ours": status, f"{prefix}verdict": status}
+        if run_id is None:  # said once per row, in the verdict
+            return {**cells, f"{prefix}ours": "—", f"{prefix}verdict": NOT_IN_MATRIX}
+        return {**cells, f"{prefix}ours": NOT_RUN, f"{prefix}verdict": NOT_RUN}
     top1 = metrics["top1_error_pct"]
     cells.update({f"{prefix}ours": fmt_ours(top1), f"{prefix}ours_mean": top1["mean"],
                   f"{prefix}ours_std": top1.get("std") or 0.0, f"{prefix}ours_n": int(top1.get("n", 1))})
@@ -119,8 +120,9 @@ def fmt_paper_params(millions: float | None) -> str | None:
 
 def params_cells(paper_m: float | None, metrics: dict | None, run_id: str | None) -> dict:
     if run_id is None or metrics is None:
-        status = NOT_IN_MATRIX if run_id is None else NOT_RUN
-        return {"params_paper": fmt_paper_params(paper_m), "params_ours": status, "params_verdict": status}
+        if run_id is None:
+            return {"params_paper": fmt_paper_params(paper_m), "params_ours": "—", "params_verdict": "—"}
+        return {"params_paper": fmt_paper_params(paper_m), "params_ours": NOT_RUN, "params_verdict": NOT_RUN}
     ours = metrics.get("params")
     cells = {"params_paper": fmt_paper_params(paper_m), "params_ours": fmt_params(ours), "params_ours_count": ours}
     if paper_m and ours:
@@ -135,7 +137,8 @@ def table6(paper_rows: list[dict], runs: list[dict], metrics: dict, profile: str
                Column("params_ours", "params ours (M)"), Column("params_ours_count", "params ours", text=False),
                Column("params_diff", "params diff"), Column("params_verdict", "params verdict")]
     for dataset, label in DATASET_LABELS.items():
-        columns += comparison_columns(f"{dataset}_", label) + [Column(f"{dataset}_run", f"{label} run")]
+        # the run ids stay in the CSV: 15 text columns do not fit a printed page
+        columns += comparison_columns(f"{dataset}_", label) + [Column(f"{dataset}_run", f"{label} run", text=False)]
     caption = (f"Comparison with the state of the art on CIFAR-10 and CIFAR-100 (Attention-N: mixed attention, ARL, "
                f"encoder-decoder mask, clean labels). {error_caption(profile)} Our parameter count is the CIFAR-10 "
                f"model's; 'matches' within {100 * PARAMS_TOLERANCE:.0f}% of the paper's.")
