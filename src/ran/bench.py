@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.network != "resnet164":  # record the paper's defaults that build_network would pick
         args.attention, args.learning = args.attention or "mixed", args.learning or "ARL"
         args.mask = args.mask or "encoder_decoder"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ran.runtime import prepare_runtime
+
+    prepare_runtime()  # before Keras loads: GPU memory as needed, quiet logs without a GPU
     try:
         result = benchmark(args)
     except ValueError as error:

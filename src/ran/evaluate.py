@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
 import sys
 import zipfile
@@ -208,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
     parser.add_argument("--batch-size", type=int, default=500, help="inference batch (default: %(default)s)")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ran.runtime import prepare_runtime
+
+    prepare_runtime()  # before Keras loads: GPU memory as needed, quiet logs without a GPU
 
     from ran.config import ConfigError, load_params, run_config
     from ran.data import DataError

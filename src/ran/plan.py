@@ -11,24 +11,13 @@ profile that would take more than a day on a machine without a GPU is announced 
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 
 from ran.config import ConfigError, load_params, resolve_profile, run_config, selected_runs
+from ran.runtime import has_gpu
 
 DAY_S = 86_400.0
-
-
-def has_gpu() -> bool:
-    """An NVIDIA GPU answers `nvidia-smi -L` (checked without importing a deep-learning framework)."""
-    if shutil.which("nvidia-smi") is None:
-        return False
-    try:
-        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return result.returncode == 0 and "GPU" in result.stdout
 
 
 def recorded_speeds(records: list[dict], gpu: bool) -> dict[str, float]:

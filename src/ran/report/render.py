@@ -33,11 +33,25 @@ def ensure_kernel(name: str = KERNEL_NAME) -> str:
     return name
 
 
+def local_kernel_manager(socket_dir: Path):
+    """A kernel manager talking to its kernel over Unix sockets in `socket_dir`: nothing listens on TCP, and the
+    kernel has no reason to warn that its traffic is unencrypted."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport, self.ip = "ipc", str(socket_dir / "kernel")
+
+    return LocalKernelManager
+
+
 def execute(notebook: Path, executed: Path, parameters: dict, kernel: str, timeout_s: int) -> None:
     import papermill
 
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name=kernel,
-                               progress_bar=False, log_output=False, execution_timeout=timeout_s, cwd=str(Path.cwd()))
+                               progress_bar=False, log_output=False, execution_timeout=timeout_s, cwd=str(Path.cwd()),
+                               kernel_manager_class=local_kernel_manager(executed.parent))
 
 
 def to_html(executed: Path, title: str) -> str:

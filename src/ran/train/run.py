@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -135,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from ran.runtime import prepare_runtime
+
+    prepare_runtime()  # before Keras loads: GPU memory as needed, quiet logs without a GPU
 
     from ran.config import ConfigError, load_params, resolve_profile, run_config, selected_runs
     from ran.data import DataError

@@ -1,0 +1,35 @@
+"""The process environment of a GPU-capable command (`ran train`, `evaluate`, `bench`), set before Keras loads.
+
+Only defaults: a variable the user set is left alone.
+- Memory: TensorFlow grabs every visible GPU's memory and JAX preallocates 75% of one, so two jobs on one machine
+  collide; `TF_FORCE_GPU_ALLOW_GROWTH=true` and `XLA_PYTHON_CLIENT_PREALLOCATE=false` make both allocate as needed.
+- Logs: on a machine without an NVIDIA GPU, TensorFlow's failed CUDA initialisation is noise in every job's log
+  ("failed call to cuInit"), so its C++ log level is raised to errors-off there (3); with a GPU it stays at 2
+  (warnings off, errors on).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+
+def has_gpu() -> bool:
+    """An NVIDIA GPU answers `nvidia-smi -L` (checked without importing a deep-learning framework)."""
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0 and "GPU" in result.stdout
+
+
+def prepare_runtime() -> dict[str, str]:
+    """Set the defaults above; return the variables it set."""
+    defaults = {"TF_CPP_MIN_LOG_LEVEL": "2" if has_gpu() else "3", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+                "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    chosen = {name: value for name, value in defaults.items() if name not in os.environ}
+    os.environ.update(chosen)
+    return chosen
