@@ -182,3 +182,43 @@ def test_evaluate_names_a_damaged_file_and_the_remedy(workspace, capsys):
         assert exit_info.value.code == 1 and f"{path}" in error and message in error, error
         path.write_bytes(original)
     assert evaluate_main(evaluate) == 0
+
+
+A56_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from ran.models import build_network
+    from ran.train.loop import Interrupted, train_seed
+
+    folder, stop = Path(sys.argv[1]), int(sys.argv[2])
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (64, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 64)
+    training = {"batch_size": 4, "base_lr": 0.1, "lr_decay_at": [0.4, 0.6], "lr_decay_factor": 0.1, "momentum": 0.9,
+                "nesterov": True, "weight_decay": 1e-4, "pad": 4, "flip": True, "mixed_precision": "float32",
+                "jit": "auto", "iterations": 6, "checkpoint_every": 2, "log_every": 1, "name": "determinism"}
+    try:
+        train_seed(lambda: build_network("attention56", 10), images, labels, training, 0, folder / "out",
+                   folder / "ckpt", record={"run": "a56"}, progress=False, interrupt_after=stop or None)
+    except Interrupted:
+        pass
+""")
+
+
+@pytest.mark.slow
+def test_attention56_same_seed_in_separate_processes_gives_byte_equal_weights(tmp_path):
+    """The real network, several fit segments, and a run interrupted after iteration 4 and resumed in a third
+    process: every weight of the final models is equal byte for byte (what the README promises on CPU)."""
+    from test_train_loop import weights
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    for name, stop in (("whole", 0), ("resumed", 4), ("resumed", 0)):
+        subprocess.run([sys.executable, "-c", A56_SCRIPT, str(tmp_path / name), str(stop)], env=env, check=True,
+                       stderr=subprocess.DEVNULL)
+    assert json.loads((tmp_path / "resumed" / "out" / "train.json").read_text())["resumes"] == 1
+    whole, resumed = weights(tmp_path / "whole" / "out"), weights(tmp_path / "resumed" / "out")
+    assert len(whole) == len(resumed) > 400
+    differing = [i for i, (a, b) in enumerate(zip(whole, resumed, strict=True)) if a.tobytes() != b.tobytes()]
+    assert differing == [], f"{len(differing)} of {len(whole)} weight arrays differ"
