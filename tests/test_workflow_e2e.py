@@ -1,8 +1,10 @@
 """The whole smoke DAG, every configuration, through each engine in its own copy of the repository, offline.
 
-Snakemake: `snakemake --cores 2 --config profile=smoke`, then its own HTML report, then `dvc commit` adopts the
-outputs without rerunning anything. DVC: `dvc repro` with `profile: smoke` in params.yaml, then `snakemake --touch`
-adopts those outputs. Wall times are printed (`pytest -s`) and written to results/smoke/logs/e2e-*.txt in the copy.
+Snakemake: `snakemake --cores 2 --config profile=smoke` over every configuration, then its own HTML report, then
+`dvc commit --force` + `snakemake --touch` hand the outputs to DVC without either engine rerunning anything. DVC:
+`dvc repro` with `profile: smoke` selecting three runs (both datasets, label noise, a ResNet; the other runs write
+their "not selected" markers), then `snakemake --touch` adopts those outputs. Wall times are printed (`pytest -s`)
+and written to results/smoke/logs/e2e-*.txt in the copy.
 """
 
 import json
@@ -19,6 +21,7 @@ from test_workflow import set_profile
 pytestmark = pytest.mark.e2e
 
 UP_TO_DATE = "Data and pipelines are up to date."
+SUBSET = ["c10_a56_arl_mixed", "c10_r164_noise10", "c100_a56_nal_mixed"]  # what the DVC run trains
 
 
 def offline_env(repo):
@@ -78,6 +81,14 @@ def snakemake_repo(root, tmp_path_factory):
 def dvc_repo(root, tmp_path_factory):
     repo = dag.copy_repo(root, tmp_path_factory.mktemp("e2e-dvc"))
     set_profile(repo, "smoke")
+    params = repo / "params.yaml"
+    text, count = re.subn(r"(?m)^(  smoke:.*\n    data: synthetic\n    runs: )all$", rf"\g<1>{SUBSET}".replace("'", ""),
+                          params.read_text())
+    assert count == 1, "params.yaml's smoke profile no longer reads `data: synthetic` then `runs: all`"
+    params.write_text(text)
+    subprocess.run(["git", "commit", "-qam", "smoke selects three runs"], cwd=repo, check=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
+                        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"})
     timed(["dvc", "repro"], repo, "dvc")
     return repo
 
@@ -96,24 +107,36 @@ def test_snakemake_writes_its_own_report(snakemake_repo):
     assert "table" in text.lower() and len(text) > 100_000
 
 
-def test_dvc_commit_adopts_the_snakemake_outputs(snakemake_repo):
+def test_dvc_commit_adopts_the_snakemake_outputs_and_neither_engine_reruns(snakemake_repo):
+    """The documented hand-over: `dvc commit --force` caches the outputs (their times change), then
+    `snakemake --touch` brings Snakemake's view up to date again; afterwards neither engine has anything to do."""
     set_profile(snakemake_repo, "smoke")
     run(["dvc", "commit", "--force"], snakemake_repo)
+    run(["snakemake", "--touch", "--cores", "1", "--config", "profile=smoke"], snakemake_repo)
     status = run(["dvc", "status"], snakemake_repo).stdout
     assert UP_TO_DATE in status, status
     dry = run(["dvc", "repro", "--dry"], snakemake_repo).stdout
     assert "Running stage" not in dry, dry
+    smk = run(["snakemake", "-n", "--config", "profile=smoke"], snakemake_repo)
+    assert "Nothing to be done" in smk.stdout, smk.stdout + smk.stderr
 
 
-def test_dvc_repro_runs_the_whole_smoke_dag(dvc_repo, params):
-    check_outputs(dvc_repo, params["runs"])
+def test_dvc_repro_runs_the_smoke_dag_for_the_selected_runs(dvc_repo, params):
+    check_outputs(dvc_repo, SUBSET)
     assert UP_TO_DATE in run(["dvc", "status"], dvc_repo).stdout
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], dvc_repo).stdout)
     files = {path for workspace in metrics.values() for path in workspace.get("data", {})}
     assert {f"results/smoke/eval/{r}/metrics.json" for r in params["runs"]} <= files
+    for run_id in set(params["runs"]) - set(SUBSET):
+        metrics = json.loads((dvc_repo / "results" / "smoke" / "eval" / run_id / "metrics.json").read_text())
+        assert metrics["status"] == "not selected", run_id
+        assert not (dvc_repo / "results" / "smoke" / "models" / run_id / "seed0").exists()
+    tables = (dvc_repo / "results" / "smoke" / "tables" / "params.md").read_text()
+    assert tables.count("not run") >= 2 * (len(params["runs"]) - len(SUBSET))
 
 
-def test_snakemake_touch_adopts_the_dvc_outputs(dvc_repo):
+def test_snakemake_touch_adopts_the_dvc_outputs_and_neither_engine_reruns(dvc_repo):
     run(["snakemake", "--touch", "--cores", "1", "--config", "profile=smoke"], dvc_repo)
     dry = run(["snakemake", "-n", "--config", "profile=smoke"], dvc_repo)
     assert "Nothing to be done" in dry.stdout, dry.stdout + dry.stderr
+    assert UP_TO_DATE in run(["dvc", "status"], dvc_repo).stdout
