@@ -7,6 +7,7 @@ their "not selected" markers), then `snakemake --touch` adopts those outputs. Wa
 and written to results/smoke/logs/e2e-*.txt in the copy.
 """
 
+import fcntl
 import json
 import os
 import re
@@ -24,12 +25,20 @@ UP_TO_DATE = "Data and pipelines are up to date."
 SUBSET = ["c10_a56_arl_mixed", "c10_r164_noise10", "c100_a56_nal_mixed"]  # what the DVC run trains
 
 
+FAKE_GPUS = 2  # the Snakemake run: two fake GPUs, so two train/evaluate jobs at once, each on a slot of its own
+
+
 def offline_env(repo):
-    """The copy's own code, no GPU, and every network request refused (a proxy on a closed port)."""
-    env = dict(os.environ)
-    env.update(PYTHONPATH=str(repo / "src"), CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
-               DVC_NO_ANALYTICS="1", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
-               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9", no_proxy="", NO_PROXY="")
+    """The copy's own code and every network request refused (a proxy on a closed port). In the Snakemake copy the
+    machine has two fake GPUs (jobs take GPU slots; no device really exists), in the DVC copy none."""
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env.update(PYTHONPATH=str(repo / "src"), DVC_NO_ANALYTICS="1", http_proxy="http://127.0.0.1:9",
+               https_proxy="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+               no_proxy="", NO_PROXY="", RAN_GPU_SLOTS=str(repo / ".gpu-slots"))
+    if (repo / ".fake-gpus").exists():
+        env.update(RAN_FAKE_GPUS=str(FAKE_GPUS), TF_CPP_MIN_LOG_LEVEL="3")
+    else:
+        env.update(CUDA_VISIBLE_DEVICES="")
     return env
 
 
@@ -73,7 +82,9 @@ def check_outputs(repo, runs):
 @pytest.fixture(scope="module")
 def snakemake_repo(root, tmp_path_factory):
     repo = dag.copy_repo(root, tmp_path_factory.mktemp("e2e-snakemake"))
-    timed(["snakemake", "--cores", "2", "--config", "profile=smoke"], repo, "snakemake")
+    (repo / ".fake-gpus").touch()
+    timed(["snakemake", "--cores", "2", "--resources", f"gpu={FAKE_GPUS}", "--config", "profile=smoke"], repo,
+          "snakemake")
     return repo
 
 
@@ -95,6 +106,12 @@ def dvc_repo(root, tmp_path_factory):
 
 def test_snakemake_runs_the_whole_smoke_dag(snakemake_repo, params):
     check_outputs(snakemake_repo, params["runs"])
+    logs = [path.read_text() for path in (snakemake_repo / "results" / "smoke" / "logs" / "models").glob("*.log")]
+    used = {log.split("this job runs on GPU ")[1][0] for log in logs if "this job runs on GPU " in log}
+    assert used == {"0", "1"}, "the two fake GPUs should both have been used"
+    for lock in (snakemake_repo / ".gpu-slots").glob("*.lock"):  # every slot is free again
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert "Nothing to be done" in run(["snakemake", "-n", "--config", "profile=smoke"], snakemake_repo).stdout
     benchmarks = snakemake_repo / "results" / "smoke" / "benchmarks" / "models"
     assert sorted(p.stem for p in benchmarks.glob("*.tsv")) == sorted(params["runs"])

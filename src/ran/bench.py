@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         args.mask = args.mask or "encoder_decoder"
     from ran.runtime import prepare_runtime
 
-    prepare_runtime()  # before Keras loads: GPU memory as needed, quiet logs without a GPU
+    prepare_runtime(int(os.environ.get("RAN_JOBS_PER_GPU", "1")))  # before Keras: a GPU slot, memory, logs
     try:
         result = benchmark(args)
     except ValueError as error:

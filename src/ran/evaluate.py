@@ -207,16 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
     parser.add_argument("--batch-size", type=int, default=500, help="inference batch (default: %(default)s)")
     args = parser.parse_args(argv)
-    from ran.runtime import prepare_runtime
-
-    prepare_runtime()  # before Keras loads: GPU memory as needed, quiet logs without a GPU
-
     from ran.config import ConfigError, load_params, run_config
     from ran.data import DataError
+    from ran.train.run import not_selected_note
 
     try:
         params = load_params(args.params)
         run = run_config(params, args.run)
+        if not_selected_note(args.models) is None:  # a run that trained: load Keras on a GPU slot of its own
+            from ran.runtime import prepare_runtime
+
+            prepare_runtime(params.get("jobs_per_gpu", 1))
         metrics = evaluate_run(run, args.seeds or params["seeds"], args.models, args.prepared, args.out,
                                profile=args.profile, batch_size=args.batch_size)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as error:

@@ -3,6 +3,7 @@
 Only defaults: a variable the user set is left alone.
 - Memory: TensorFlow grabs every visible GPU's memory and JAX preallocates 75% of one, so two jobs on one machine
   collide; `TF_FORCE_GPU_ALLOW_GROWTH=true` and `XLA_PYTHON_CLIENT_PREALLOCATE=false` make both allocate as needed.
+- Devices: with several GPUs each job takes one of its own (`ran.gpus`, `jobs_per_gpu` jobs per GPU).
 - Logs: on a machine without an NVIDIA GPU, TensorFlow's failed CUDA initialisation is noise in every job's log
   ("failed call to cuInit"), so its C++ log level is raised to errors-off there (3); with a GPU it stays at 2
   (warnings off, errors on).
@@ -26,10 +27,14 @@ def has_gpu() -> bool:
     return result.returncode == 0 and "GPU" in result.stdout
 
 
-def prepare_runtime() -> dict[str, str]:
-    """Set the defaults above; return the variables it set."""
-    defaults = {"TF_CPP_MIN_LOG_LEVEL": "2" if has_gpu() else "3", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-                "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+def prepare_runtime(jobs_per_gpu: int = 1) -> dict[str, str]:
+    """Set the defaults above and take a GPU slot where there are GPUs; return the variables it set."""
+    from ran.gpus import assign_gpu, device_count
+
+    defaults = {"TF_CPP_MIN_LOG_LEVEL": "2" if device_count() or has_gpu() else "3",
+                "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     chosen = {name: value for name, value in defaults.items() if name not in os.environ}
     os.environ.update(chosen)
+    if assign_gpu(jobs_per_gpu) is not None:
+        chosen["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return chosen

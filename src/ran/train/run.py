@@ -134,10 +134,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from ran.runtime import prepare_runtime
-
-    prepare_runtime()  # before Keras loads: GPU memory as needed, quiet logs without a GPU
-
     from ran.config import ConfigError, load_params, resolve_profile, run_config, selected_runs
     from ran.data import DataError
     from ran.train import TrainingDiverged
@@ -151,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"train: {run['run']} is not selected by profile {training['name']!r}: nothing to train ({path})")
             return 0
         (Path(args.out) / NOT_SELECTED).unlink(missing_ok=True)
+        from ran.runtime import prepare_runtime
+
+        prepare_runtime(params.get("jobs_per_gpu", 1))  # before Keras loads: a GPU slot, memory as needed, logs
         records = train_run(run, training, args.seeds or params["seeds"], args.prepared, args.noisy, args.out,
                             args.checkpoints, progress=not args.no_progress)
     except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged) as error:
