@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -152,7 +151,8 @@ def benchmark(args) -> dict:
         "flops_note": "train = 3 x 2 x MACs per image (forward + backward), infer = 2 x MACs",
         **work_rates(macs, train_ips, infer_ips, args.peak_tflops), "peak_tflops": args.peak_tflops,
         **peak_memory(),
-        "device": provenance.device_description(), "cpu": _cpu_model(), "libraries": provenance.library_versions(),
+        "device": provenance.device_description(), "cpu": provenance.cpu_model(),
+        "libraries": provenance.library_versions(),
         "load_average": list(os.getloadavg()), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -177,17 +177,6 @@ def _timed_result(call) -> dict:
     tick = time.perf_counter()
     value = call()
     return {"value": value, "seconds": time.perf_counter() - tick}
-
-
-def _cpu_model() -> str:
-    """`model name` of /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _num(value, spec: str) -> str:
