@@ -4,6 +4,8 @@ Only defaults: a variable the user set is left alone.
 - Memory: TensorFlow grabs every visible GPU's memory and JAX preallocates 75% of one, so two jobs on one machine
   collide; `TF_FORCE_GPU_ALLOW_GROWTH=true` and `XLA_PYTHON_CLIENT_PREALLOCATE=false` make both allocate as needed.
 - Devices: with several GPUs each job takes one of its own (`ran.gpus`, `jobs_per_gpu` jobs per GPU).
+- Determinism: on a CPU, TensorFlow runs one inter-op thread (`TF_NUM_INTEROP_THREADS=1`), which with its op
+  determinism makes same-seed runs equal bit for bit.
 - Logs: on a machine without an NVIDIA GPU, TensorFlow's failed CUDA initialisation is noise in every job's log
   ("failed call to cuInit"), so its C++ log level is raised to errors-off there (3); with a GPU it stays at 2
   (warnings off, errors on).
@@ -31,8 +33,11 @@ def prepare_runtime(jobs_per_gpu: int = 1) -> dict[str, str]:
     """Set the defaults above and take a GPU slot where there are GPUs; return the variables it set."""
     from ran.gpus import assign_gpu, device_count
 
-    defaults = {"TF_CPP_MIN_LOG_LEVEL": "2" if device_count() or has_gpu() else "3",
-                "TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    gpu = bool(device_count() or has_gpu())
+    defaults = {"TF_CPP_MIN_LOG_LEVEL": "2" if gpu else "3", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+                "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    if not gpu:  # same-seed runs equal bit for bit on a CPU (ran.train.loop.use_deterministic_ops)
+        defaults["TF_NUM_INTEROP_THREADS"] = "1"
     chosen = {name: value for name, value in defaults.items() if name not in os.environ}
     os.environ.update(chosen)
     if assign_gpu(jobs_per_gpu) is not None:

@@ -106,16 +106,29 @@ def resolve_jit(value, gpu: bool) -> bool:
 
 
 def use_deterministic_ops(gpu: bool) -> bool:
-    """Deterministic TF kernels on CPU, so a resumed run equals an uninterrupted one bit for bit.
+    """Deterministic TF kernels and one inter-op thread on CPU, so two runs with one seed, and a resumed run, give
+    the same weights bit for bit.
 
-    Not on GPU: some gradients (e.g. bilinear resizing) have no deterministic GPU kernel, and the rest cost speed;
-    there a resumed run matches only up to reduction-order noise. JAX on CPU is deterministic already.
+    TensorFlow's op determinism alone is not enough on a CPU: with several inter-op threads, independent ops run in a
+    varying order and the weights of two same-seed Attention-56 runs differ after a few iterations. One inter-op
+    thread (intra-op parallelism, where the time goes, unchanged) makes them equal (docs/performance.md measures the
+    cost). Not on GPU: some gradients (e.g. bilinear resizing) have no deterministic GPU kernel, and the rest cost
+    speed; there a resumed run matches only up to reduction-order noise. JAX on CPU is deterministic already.
     """
     if gpu or keras.backend.backend() != "tensorflow":
         return keras.backend.backend() == "jax" and not gpu
     import tensorflow as tf
 
     tf.config.experimental.enable_op_determinism()
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # the runtime already started (e.g. a second model in one process): keep what it has
+        pass
+    if tf.config.threading.get_inter_op_parallelism_threads() != 1:
+        print("train: warning: TensorFlow runs several inter-op threads (it started before training could set "
+              "one); same-seed runs may differ in the last bits. Set TF_NUM_INTEROP_THREADS=1 to make them equal.",
+              file=sys.stderr)
+        return False
     return True
 
 
