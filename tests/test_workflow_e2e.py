@@ -122,6 +122,7 @@ def test_snakemake_writes_its_own_report(snakemake_repo):
     run(["snakemake", "--config", "profile=smoke", "--report", str(out)], snakemake_repo)
     text = out.read_text()
     assert "table" in text.lower() and len(text) > 100_000
+    assert "report.html" in text, "the project's own report belongs in the Snakemake report"
 
 
 def test_dvc_commit_adopts_the_snakemake_outputs_and_neither_engine_reruns(snakemake_repo):

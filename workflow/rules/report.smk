@@ -64,7 +64,7 @@ rule report:
         tables=f"{RESULTS}/tables",
         figures=f"{RESULTS}/figures",
     output:
-        f"{RESULTS}/report/report.html",
+        report(f"{RESULTS}/report/report.html", caption="../report/report.rst", category="Report"),
     log:
         f"{LOGS}/report/report.log",
     conda:

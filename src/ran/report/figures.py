@@ -107,12 +107,16 @@ def noise_chart(table5: Table, stem: str | Path) -> list[Path]:
 def params_error_chart(table6: Table, stem: str | Path) -> list[Path]:
     """Parameters against error per dataset: every Table 6 row from the paper, ours where we ran it."""
     fig, axes = new_figure(ncols=2, width=10, height=4)
+    # Neighbours in parameter count (ResNet-164 1.7M, Attention-92 1.9M) take labels above and below alternately.
+    by_size = sorted(table6.rows, key=lambda row: _float(row.get("params_paper")) or 0.0)
+    below = {row["model"] for row in by_size[1::2]}
     for ax, (dataset, label) in zip(axes[0], DATASET_LABELS.items(), strict=True):
         for row in table6.rows:
             paper_m, paper_err = _float(row.get("params_paper")), _float(row.get(f"{dataset}_paper"))
             if paper_m is not None and paper_err is not None:
                 ax.plot(paper_m, paper_err, **{**PAPER_STYLE, "label": None})
-                ax.annotate(row["model"], (paper_m, paper_err), fontsize=7, xytext=(4, 3), textcoords="offset points")
+                ax.annotate(row["model"], (paper_m, paper_err), fontsize=7, textcoords="offset points",
+                            xytext=(4, -10) if row["model"] in below else (4, 4))
             count, mean = row.get("params_ours_count"), row.get(f"{dataset}_ours_mean")
             if count and mean is not None:
                 ax.errorbar(count / 1e6, mean, yerr=row.get(f"{dataset}_ours_std") or 0.0,

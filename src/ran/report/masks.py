@@ -49,7 +49,7 @@ def mask_grid(run_id: str, masks: dict, stem: str | Path, labels: list[str] | No
             # extent stretches the low-resolution mask over the whole image, bilinear like the network's upsampling
             axes[row, col].imshow(normalise(mask), cmap="jet", alpha=OVERLAY_ALPHA, vmin=0, vmax=1,
                                   extent=(-0.5, size - 0.5, size - 0.5, -0.5), interpolation="bilinear")
-            axes[row, col].set_xlabel(f"{mask.min():.2f}–{mask.max():.2f}", fontsize=6, labelpad=1)
+            axes[row, col].set_xlabel(f"{mask.min():.2f}–{mask.max():.2f}", fontsize=8, labelpad=1)
     axes[0, 0].set_title("image", fontsize=9)
     for col, key in enumerate(stages, start=1):
         height, width = np.asarray(masks[key]).shape[1:3]
