@@ -113,7 +113,7 @@ def test_dirty_code_is_recorded_only_when_allowed_and_says_so(rec_params, tmp_pa
         main(["--params", str(params_path), *common])
     assert exit_info.value.code == 1 and "--allow-dirty" in capsys.readouterr().err
     assert main(["--params", str(params_path), *common, "--allow-dirty"]) == 0
-    assert "DIRTY, allowed" in capsys.readouterr().err
+    assert "DIRTY, allowed: src/ran/x.py" in capsys.readouterr().err
     records = load_records(tmp_path / "rec")
     assert [r["seed"] for r in records] == [0, 1]
     assert all(r["code"]["allowed_dirty"] and r["code"]["dirty_paths"] == ["src/ran/x.py"] for r in records)

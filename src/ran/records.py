@@ -181,6 +181,15 @@ def load_records(into: str | Path) -> list[dict]:
     return records
 
 
+def code_note(code: dict) -> str:
+    """'code 12aeb55 (params.yaml modified)', 'code 12aeb55 (DIRTY, allowed: src/x.py)' or 'code unknown (why)'."""
+    if not code.get("commit"):
+        return f"code unknown ({code.get('unknown_because', 'no commit recorded')})"
+    notes = [f"DIRTY, allowed: {', '.join(code.get('dirty_paths') or [])}"] if code.get("allowed_dirty") else []
+    notes += ["params.yaml modified"] if code.get("params_modified") else []
+    return f"code {code['commit'][:7]}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ran record", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = record["summary"]
         print(f"record: {record['profile']}/{record['run']}/seed{record['seed']}: top-1 error "
               f"{record['result']['top1_error_pct']:.2f}% after {summary['iterations']} iterations on "
-              f"{record['device']} ({summary['images_per_s'] or 0:.1f} images/s), code {record['code']['describe']}"
-              f"{' (DIRTY, allowed)' if record['code']['allowed_dirty'] else ''}", file=sys.stderr)
+              f"{record['device']} ({summary['images_per_s'] or 0:.1f} images/s), {code_note(record['code'])}",
+              file=sys.stderr)
     print(f"ran record: {len(records)} record(s) written under {Path(args.into) / args.profile}")
     return 0
