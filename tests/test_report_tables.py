@@ -28,7 +28,7 @@ def metrics_for(params, run_id, errors, params_count=1_900_000):
 
 
 def tables_by_name(params, paper, metrics):
-    return {t.name: t for t in build_tables(params, paper, metrics, "smoke")}
+    return {t.name: t for t in build_tables(params, paper, metrics, "paper")}  # the protocol that gets verdicts
 
 
 def row_of(table, run_id, prefix=""):
@@ -162,3 +162,13 @@ def test_table5_reports_the_realised_noise_beside_the_nominal_level(params, pape
     row = row_of(table, "c10_r164_noise30")
     assert (row["noise_level"], row["noise_realised"]) == (0.3, "0.301")
     assert row_of(table, "c10_r164_noise10")["noise_realised"] is None
+
+
+def test_profiles_off_the_papers_protocol_get_no_verdict(params, paper):
+    metrics = {"c10_a56_nal_mixed": metrics_for(params, "c10_a56_nal_mixed", [40.0])}
+    cpu = {t.name: t for t in build_tables(params, paper, metrics, "cpu")}
+    row = row_of(cpu["table3"], "c10_a56_nal_mixed")
+    assert row["verdict"] == "no verdict" and row["diff"] == "+34.11"
+    assert "no verdict: profile 'cpu' departs from the paper's protocol (1400 of 160000 iterations)" in \
+        cpu["table3"].caption
+    assert row_of(tables_by_name(params, paper, metrics)["table3"], "c10_a56_nal_mixed")["verdict"] == "differs"
