@@ -185,3 +185,19 @@ def test_one_console_line_per_checkpoint_segment(tmp_path, capsys):
     assert [line.split("iteration ")[1].split(",")[0] for line in lines] == ["4/12", "8/12", "12/12"]
     assert all(re.search(r"loss \d+\.\d{4}, \d+\.\d images/s, \d+ min left$", line) for line in lines)
     assert lines[0].startswith("train: tiny seed 0: iteration 4/12")
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's inter-op threads")
+def test_determinism_is_recognised_when_the_runtime_started_first(capsys):
+    """The runtime started (as when another test ran an op first): TensorFlow's config then reads 0 and cannot be
+    set, while TF_NUM_INTEROP_THREADS=1 (set by conftest, as ran.runtime does on a CPU) is what it runs with."""
+    import os
+
+    import tensorflow as tf
+
+    from ran.train.loop import use_deterministic_ops
+
+    tf.constant(1.0) + 1.0
+    assert os.environ["TF_NUM_INTEROP_THREADS"] == "1"
+    assert use_deterministic_ops(gpu=False) is True
+    assert "warning" not in capsys.readouterr().err

@@ -124,12 +124,24 @@ def use_deterministic_ops(gpu: bool) -> bool:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:  # the runtime already started (e.g. a second model in one process): keep what it has
         pass
-    if tf.config.threading.get_inter_op_parallelism_threads() != 1:
+    if inter_op_threads(tf) != 1:
         print("train: warning: TensorFlow runs several inter-op threads (it started before training could set "
               "one); same-seed runs may differ in the last bits. Set TF_NUM_INTEROP_THREADS=1 to make them equal.",
               file=sys.stderr)
         return False
     return True
+
+
+def inter_op_threads(tf) -> int:
+    """The inter-op thread count TensorFlow runs with: its config value, else (0 = unset) TF_NUM_INTEROP_THREADS,
+    which TensorFlow reads when its config leaves the count unset; 0 when neither sets it."""
+    configured = tf.config.threading.get_inter_op_parallelism_threads()
+    if configured:
+        return configured
+    try:
+        return int(os.environ.get("TF_NUM_INTEROP_THREADS", "0"))
+    except ValueError:
+        return 0
 
 
 def build_trained_model(network: keras.Model, mean: np.ndarray, pad: int) -> tuple[keras.Model, keras.Model]:
