@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ran.evaluate import classification_metrics, mask_arrays, summarise
+from ran.evaluate import classification_metrics, mask_arrays, score, summarise
 
 # 6 samples, 3 classes; rows are logits. Predictions: 0, 1, 2, 0, 2, 1; truth: 0, 1, 1, 0, 2, 2.
 LOGITS = np.array([[3, 1, 0], [0, 2, 1], [0, 1, 5], [9, 0, 0], [1, 0, 2], [0, 4, 3]], dtype=np.float32)
@@ -63,3 +63,12 @@ def test_mask_arrays_keep_every_module_and_alias_each_stage_first():
     assert arrays["stage2"].shape == (2, 16, 16) and arrays["stage2"].dtype == np.float32
     empty = mask_arrays(None, images, None, has_attention=False)
     assert list(empty) == ["images"] and empty["images"].shape == (0, 32, 32, 3)
+
+
+def test_score_holds_only_the_numbers_dvc_lists():
+    cifar100 = {"status": "evaluated", "top1_error_pct": {"mean": 20.5, "std": 0.5, "n": 2},
+                "top5_error_pct": {"mean": 5.0, "std": 0.25, "n": 2}, "config": {}, "seeds": []}
+    assert score(cifar100) == {"top1_err": 20.5, "top1_std": 0.5, "top5_err": 5.0, "top5_std": 0.25, "seeds": 2}
+    cifar10 = cifar100 | {"top5_error_pct": None}
+    assert score(cifar10) == {"top1_err": 20.5, "top1_std": 0.5, "seeds": 2}
+    assert score({"status": "not selected", "reason": "...", "config": {}}) == {"seeds": 0}

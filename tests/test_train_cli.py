@@ -88,6 +88,8 @@ def test_train_then_evaluate(workspace):
         assert set(entry) == SEED_KEYS and entry["num_test"] == 20
         assert np.array(entry["confusion_matrix"]).sum() == 20 and len(entry["per_class_error_pct"]) == 10
         assert entry["train_images_per_s"] > 0
+    assert json.loads((out / "score.json").read_text()) == pytest.approx(
+        {"top1_err": np.mean(errors), "top1_std": np.std(errors, ddof=1), "seeds": 2})
     with np.load(out / "masks.npz") as masks:
         assert set(masks.files) == {"images", "stage1_module1", "stage1"}
         assert masks["images"].shape == (8, 32, 32, 3) and masks["stage1"].shape == (8, 8, 8)

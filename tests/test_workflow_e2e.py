@@ -144,7 +144,9 @@ def test_dvc_repro_runs_the_smoke_dag_for_the_selected_runs(dvc_repo, params):
     assert UP_TO_DATE in run(["dvc", "status"], dvc_repo).stdout
     metrics = json.loads(run(["dvc", "metrics", "show", "--json"], dvc_repo).stdout)
     files = {path for workspace in metrics.values() for path in workspace.get("data", {})}
-    assert {f"results/smoke/eval/{r}/metrics.json" for r in params["runs"]} <= files
+    assert {f"results/smoke/eval/{r}/score.json" for r in params["runs"]} <= files
+    table = run(["dvc", "metrics", "show", "--precision", "2"], dvc_repo).stdout.splitlines()
+    assert len(table) == 1 + len(params["runs"]) and max(map(len, table)) <= 120, "\n".join(table)
     for run_id in set(params["runs"]) - set(SUBSET):
         metrics = json.loads((dvc_repo / "results" / "smoke" / "eval" / run_id / "metrics.json").read_text())
         assert metrics["status"] == "not selected", run_id

@@ -4,8 +4,9 @@
         --out results/P/eval/R
 
 The reported error is that of the final weights after the last iteration; the test set never picks a checkpoint
-(decision 3). Writes `metrics.json` (format in docs/architecture.md) and `masks.npz` (Fig. 1-style masks). For a
-run its profile does not select, both say so ("status": "not selected", no masks) and nothing is loaded.
+(decision 3). Writes `metrics.json` (format in docs/architecture.md), `masks.npz` (Fig. 1-style masks) and
+`score.json`, the few numbers `dvc metrics show` lists (so that its table fits a terminal). For a run its profile does
+not select, they say so ("status": "not selected", no masks, zero seeds) and nothing is loaded.
 """
 
 from __future__ import annotations
@@ -135,6 +136,17 @@ def read_json_object(path: Path, remedy: str) -> dict:
     return value
 
 
+def score(metrics: dict) -> dict:
+    """The numbers of `metrics` worth a column in `dvc metrics show`: top-1 (and top-5) error mean and std over
+    `seeds` evaluated seeds (0 for a run not evaluated)."""
+    if metrics.get("status") != "evaluated":
+        return {"seeds": 0}
+    summary = {"top1_err": metrics["top1_error_pct"]["mean"], "top1_std": metrics["top1_error_pct"]["std"]}
+    if metrics.get("top5_error_pct"):
+        summary |= {"top5_err": metrics["top5_error_pct"]["mean"], "top5_std": metrics["top5_error_pct"]["std"]}
+    return summary | {"seeds": metrics["top1_error_pct"]["n"]}
+
+
 def write_outputs(out: str | Path, metrics: dict, masks: dict[str, np.ndarray]) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,6 +154,7 @@ def write_outputs(out: str | Path, metrics: dict, masks: dict[str, np.ndarray]) 
     np.savez(buffer, **masks)
     write_bytes_atomic(out / "masks.npz", buffer.getvalue())
     write_bytes_atomic(out / "metrics.json", (json.dumps(metrics, indent=2) + "\n").encode())
+    write_bytes_atomic(out / "score.json", (json.dumps(score(metrics)) + "\n").encode())
     return metrics
 
 
@@ -151,7 +164,8 @@ def run_summary(run: dict) -> dict:
 
 def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, out: str, profile: str | None = None,
                  describe=None, soft_masks=None, batch_size: int = 500, progress: bool = True) -> dict:
-    """Evaluate each seed's `model.keras` on the test split; write `metrics.json` and `masks.npz` into `out`."""
+    """Evaluate each seed's `model.keras` on the test split; write `metrics.json`, `masks.npz` and `score.json`
+    into `out`."""
     from tqdm import tqdm
 
     from ran.data.archive import sha256_file
@@ -202,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", required=True, help="run id, a key of `runs` in params.yaml")
     parser.add_argument("--models", required=True, help="`ran train` output folder (seed{S}/model.keras)")
     parser.add_argument("--prepared", required=True, help="prepared dataset folder (test.npz)")
-    parser.add_argument("--out", required=True, help="folder for metrics.json and masks.npz")
+    parser.add_argument("--out", required=True, help="folder for metrics.json, masks.npz and score.json")
     parser.add_argument("--profile", help="profile name for metrics.json (default: the one in train.json)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
     parser.add_argument("--batch-size", type=int, default=500, help="inference batch (default: %(default)s)")

@@ -35,6 +35,7 @@ rule evaluate:
     output:
         metrics=f"{RESULTS}/eval/{{run}}/metrics.json",
         masks=f"{RESULTS}/eval/{{run}}/masks.npz",
+        score=f"{RESULTS}/eval/{{run}}/score.json",
     log:
         f"{LOGS}/eval/{{run}}.log",
     conda:
