@@ -70,6 +70,16 @@ def predict_logits(model, images: np.ndarray, batch_size: int) -> np.ndarray:
                            for start in range(0, len(images), batch_size)])
 
 
+def flip_tta_logits(model, images: np.ndarray, batch_size: int, single_view: np.ndarray) -> np.ndarray:
+    """Log of the mean softmax of the image and its mirror image: the flip test-time augmentation reported beside
+    the single view (never compared with the paper, whose numbers are single-view)."""
+    mirrored = predict_logits(model, np.ascontiguousarray(images[:, :, ::-1, :]), batch_size)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        probabilities = [np.exp(z - z.max(axis=1, keepdims=True)) for z in (single_view, mirrored)]
+        mean = sum(p / p.sum(axis=1, keepdims=True) for p in probabilities) / 2
+        return np.log(mean)
+
+
 def summarise(values: list[float]) -> dict:
     """Mean, sample standard deviation (0 for one value) and count over seeds."""
     values = np.asarray(values, dtype=np.float64)
@@ -192,7 +202,10 @@ def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, ou
         model = load_trained_model(seed_dir / "model.keras")
         logits = predict_logits(model, images, batch_size)
         scores = classification_metrics(logits, labels, num_classes, top5=num_classes > 10)
-        per_seed.append({"seed": seed, **scores, "noise_realised": record.get("noise_realised"),
+        tta = classification_metrics(flip_tta_logits(model, images, batch_size, logits), labels, num_classes, top5=False)
+        per_seed.append({"seed": seed, **scores, "top1_error_pct_flip_tta": tta["top1_error_pct"],
+                         "validation_error_pct": (record.get("validation") or {}).get("error_pct"),
+                         "noise_realised": record.get("noise_realised"),
                          "train_images_per_s": record.get("images_per_s"), "train_wall_s": record.get("train_wall_s"),
                          "train_precision": record.get("dtype_policy"), "train_device": record.get("device")})
         if masks is None:  # the first (smallest) seed
@@ -205,6 +218,7 @@ def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, ou
         "params": summary.get("params"), "depth": summary.get("depth"),
         "top1_error_pct": summarise([s["top1_error_pct"] for s in per_seed]),
         "top5_error_pct": summarise([s["top5_error_pct"] for s in per_seed]) if num_classes > 10 else None,
+        "top1_error_pct_flip_tta": summarise([s["top1_error_pct_flip_tta"] for s in per_seed]),
         "seeds": per_seed,
     }
     return write_outputs(out, metrics, masks)
@@ -244,5 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ran evaluate: warning: {run['run']} seed {seed['seed']}: {seed['nonfinite_samples']} of "
                   f"{seed['num_test']} test images gave NaN/Inf logits and count as errors", file=sys.stderr)
     top1 = metrics["top1_error_pct"]
-    print(f"evaluate: {run['run']}: top-1 error {top1['mean']:.2f}% ± {top1['std']:.2f} (n={top1['n']})")
+    tta = metrics["top1_error_pct_flip_tta"]["mean"]
+    print(f"evaluate: {run['run']}: top-1 error {top1['mean']:.2f}% ± {top1['std']:.2f} (n={top1['n']}); with flip "
+          f"test-time augmentation {tta:.2f}%")
     return 0

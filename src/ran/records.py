@@ -37,7 +37,7 @@ RECORD_VERSION = 1
 CONFIG_KEYS = ("dataset", "network", "attention", "learning", "mask", "noise")
 TRAINING_SUMMARY = ("iterations", "dtype_policy", "jit", "deterministic_ops", "train_wall_s", "total_wall_s",
                     "images_per_s", "images_per_s_steady", "resumes", "final_train_loss", "final_train_accuracy",
-                    "params", "depth", "started_at", "finished_at")
+                    "params", "depth", "started_at", "finished_at", "train_images", "weights")
 
 
 class RecordError(ValueError):
@@ -95,7 +95,9 @@ def build_record(profile: str, run: dict, seed: int, train: dict, metrics: dict,
         "config": {key: run.get(key) for key in CONFIG_KEYS},
         "result": {"top1_error_pct": entry["top1_error_pct"], "top5_error_pct": entry.get("top5_error_pct"),
                    "num_test": entry["num_test"], "nonfinite_samples": entry.get("nonfinite_samples", 0),
-                   "noise_realised": entry.get("noise_realised")},
+                   "noise_realised": entry.get("noise_realised"),
+                   "top1_error_pct_flip_tta": entry.get("top1_error_pct_flip_tta"),
+                   "validation_error_pct": entry.get("validation_error_pct")},
         "training": train["training"],
         "summary": {key: train.get(key) for key in TRAINING_SUMMARY},
         "code": {**code, "allowed_dirty": bool(allow_dirty and code.get("code_dirty") is not False)},

@@ -64,3 +64,28 @@ def segment_ends(start: int, stop: int, *periods: int) -> list[int]:
 def mean_image(images: np.ndarray) -> np.ndarray:
     """Per-pixel mean (H, W, C) float32 of the training images, accumulated in float64."""
     return images.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
+VALIDATION_STREAM = 0x56414C31  # "VAL1": one held-out set for every run and seed, apart from the training streams
+
+
+def validation_split(labels: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices), disjoint and sorted: `size` training images held out, as equal a share
+    of each class as `size` allows (the first `size % classes` classes give one more), the same for every run."""
+    labels = np.asarray(labels)
+    if size <= 0:
+        return np.arange(len(labels)), np.zeros(0, dtype=np.int64)
+    classes = np.unique(labels)
+    if size >= len(labels):
+        raise ValueError(f"validation: {size} held-out images leave none of the {len(labels)} to train on")
+    rng = np.random.default_rng([VALIDATION_STREAM, size])
+    share, extra = divmod(size, len(classes))
+    held = []
+    for position, label in enumerate(classes):
+        members = np.flatnonzero(labels == label)
+        wanted = share + (position < extra)
+        if wanted > len(members):
+            raise ValueError(f"validation: {size} needs {wanted} images of class {label}, which has {len(members)}")
+        held.append(rng.choice(members, size=wanted, replace=False))
+    held = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), held), held

@@ -30,7 +30,7 @@ from ran.train import TrainingDiverged, provenance
 from ran.train.checkpoint import atomic_write_json, load_state, save_state
 from ran.train.data import augmentation_draws, batch_indices, mean_image, segment_ends, steps_per_pass
 from ran.train.layers import PadCropFlip, PixelMeanSubtraction
-from ran.train.schedule import StepDecay, decay_boundaries
+from ran.train.settings import TrainingConfig
 
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 
@@ -164,28 +164,80 @@ def build_trained_model(network: keras.Model, mean: np.ndarray, pad: int) -> tup
     return training, inference
 
 
-def training_inputs(images: np.ndarray, seed: int, start: int, stop: int, batch: int, training: dict) -> dict:
+def training_inputs(images: np.ndarray, seed: int, start: int, stop: int, batch: int,
+                    config: TrainingConfig) -> dict:
     """The training model's inputs for iterations [start, stop): images plus their augmentation draws."""
-    offsets, flips = augmentation_draws(seed, start, stop, batch, int(training["pad"]), bool(training["flip"]))
+    offsets, flips = augmentation_draws(seed, start, stop, batch, config.pad, config.flip)
     return {"images": images, "offsets": offsets, "flips": flips}
 
 
-def compile_for_training(model: keras.Model, training: dict, jit: bool) -> StepDecay:
-    """Nesterov SGD on the step schedule, cross-entropy on logits (Sec. 4.1); returns the schedule.
+@keras.saving.register_keras_serializable(package="ran")
+class SmoothedSparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on logits against integer labels smoothed towards uniform: the target of the true class is
+    `1 - smoothing + smoothing / K`, every other `smoothing / K` (the fast recipe; 0 is the paper's loss)."""
+
+    def __init__(self, smoothing: float, num_classes: int, name="smoothed_sparse_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.smoothing, self.num_classes = float(smoothing), int(num_classes)
+
+    def call(self, y_true, y_pred):
+        target = ops.one_hot(ops.reshape(ops.cast(y_true, "int32"), (-1,)), self.num_classes)
+        return keras.losses.categorical_crossentropy(target, y_pred, from_logits=True,
+                                                     label_smoothing=self.smoothing)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "smoothing": self.smoothing, "num_classes": self.num_classes}
+
+
+def compile_for_training(model: keras.Model, config: TrainingConfig, jit: bool):
+    """Nesterov SGD on the profile's schedule, cross-entropy on logits (Sec. 4.1); returns the schedule.
 
     Weight decay lives in the network's kernel regularisers (decision 5), not in the optimizer, so the logged
-    `loss` is the full objective: cross-entropy plus the decay term. Under `mixed_float16` Keras wraps the optimizer
-    in a LossScaleOptimizer. The optimizer is built here so a checkpoint can be restored into its variables.
+    `loss` is the full objective: cross-entropy plus the decay term. The fast recipe's weight average is Keras's
+    optimizer EMA (its averages are optimizer variables, so checkpoints hold them). Under `mixed_float16` Keras wraps
+    the optimizer in a LossScaleOptimizer. The optimizer is built here so a checkpoint can be restored into it.
     """
-    schedule = StepDecay(training["base_lr"], decay_boundaries(int(training["iterations"]), training["lr_decay_at"]),
-                         training["lr_decay_factor"])
-    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=training["momentum"],
-                                     nesterov=training["nesterov"])
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    schedule = config.learning_rate()
+    averaging = {"use_ema": True, "ema_momentum": config.ema} if config.ema else {}
+    optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum, nesterov=config.nesterov,
+                                     **averaging)
+    if config.label_smoothing:
+        loss = SmoothedSparseCrossentropy(config.label_smoothing, int(model.outputs[0].shape[-1]))
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), FirstNonFiniteStep()],
-                  jit_compile=jit, run_eagerly=bool(training.get("run_eagerly", False)))
+                  jit_compile=jit, run_eagerly=config.run_eagerly)
     model.optimizer.build(model.trainable_variables)
     return schedule
+
+
+def error_pct(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:
+    """Top-1 error in % of `model` (uint8 images -> logits) on held-out images."""
+    logits = model.predict(images, batch_size=batch, verbose=0)
+    return 100.0 * float(np.mean(np.argmax(logits, axis=1) != labels))
+
+
+def batch_norm_layers(model: keras.Model) -> list:
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def recalibrate_batch_norm(model: keras.Model, inputs: list[dict]) -> int:
+    """Recompute every BatchNorm layer's moving mean and variance as the plain average over `inputs` (training
+    batches) of the batch statistics under the current weights: after weight averaging, the running statistics
+    collected along the way belong to no single set of weights. Returns the number of layers recalibrated."""
+    layers = batch_norm_layers(model)
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for count, batch in enumerate(inputs, start=1):
+            for layer in layers:  # moving = moving * m + batch * (1 - m), with m = 1 - 1/k: a running mean
+                layer.momentum = 1.0 - 1.0 / count
+            model(batch, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+    return len(layers)
 
 
 def truncate_history(live_dir: Path, step: int) -> None:
@@ -241,6 +293,79 @@ def _publish_directory(source: Path, target: Path) -> None:
     os.replace(staging, target)
 
 
+class SeedState:
+    """What a seed's training carries from segment to segment and across a resume: the iteration reached, the wall
+    clock, and the loss/accuracy window of the current log interval."""
+
+    def __init__(self, meta: dict | None):
+        self.step = meta["step"] if meta else 0
+        self.clock = meta["clock"] if meta else {"train_s": 0.0, "total_s": 0.0, "resumes": 0, "steady_s": 0.0,
+                                                 "steady_steps": 0}
+        self.clock["resumes"] += meta is not None
+        self.window = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
+        self.last: dict = {}
+        self.began = time.perf_counter()
+        self.compiling = True  # the first segment of a process also traces and compiles the step
+
+    def add_segment(self, stop: int, seconds: float, loss: float, accuracy: float) -> None:
+        self.clock["train_s"] += seconds
+        if not self.compiling:
+            self.clock["steady_s"] += seconds
+            self.clock["steady_steps"] += stop - self.step
+        self.compiling = False
+        for name, value in (("loss", loss), ("accuracy", accuracy)):
+            self.window[name] += value * (stop - self.step)
+        self.window["steps"] += stop - self.step
+
+    def close_window(self) -> dict:
+        self.last = {name: self.window[name] / self.window["steps"] for name in ("loss", "accuracy")}
+        self.window = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
+        return self.last
+
+    def elapsed(self) -> dict:
+        return {**self.clock, "total_s": self.clock["total_s"] + time.perf_counter() - self.began}
+
+
+def check_finite(logs: dict, start: int, schedule, seed: int, out_dir: Path, checkpoint_dir: Path) -> None:
+    """The NaN/Inf guard: the exact iteration, from the in-step metric, without a per-step host sync."""
+    first_bad = int(logs["first_nonfinite_step"][-1])
+    if first_bad >= 0 or not math.isfinite(logs["loss"][-1]):
+        step = start + max(first_bad, 0)
+        raise TrainingDiverged(
+            f"training loss became NaN or Inf at iteration {step} (0-based; learning rate "
+            f"{schedule.value_at(step):g}, seed {seed}); nothing was written to {out_dir}. Lower the "
+            f"learning rate or check the inputs; the last checkpoint (if any) is in {checkpoint_dir}")
+
+
+def resume_or_start(checkpoint_dir: Path, model: keras.Model, identity: dict) -> dict | None:
+    """The checkpoint's meta after restoring it into `model` (None: a fresh start); refuses another config's."""
+    meta = load_state(checkpoint_dir, model, model.optimizer)
+    if meta is not None and meta["identity"] != identity:
+        raise ValueError(f"the checkpoint in {checkpoint_dir} was written by another configuration "
+                         f"({meta['identity']}); delete that folder to start this run afresh")
+    counted = int(ops.convert_to_numpy(model.optimizer.iterations))
+    if meta is not None and counted != meta["step"]:
+        raise ValueError(f"checkpoint in {checkpoint_dir} says iteration {meta['step']} but its optimizer counted "
+                         f"{counted}; delete it and rerun")
+    return meta
+
+
+def average_weights(model: keras.Model, config: TrainingConfig, images: np.ndarray, seed: int) -> dict:
+    """The fast recipe's end of training: the EMA weights copied into the model, then BatchNorm statistics
+    recomputed on `ema_bn_batches` augmented training batches (drawn as iterations past the run's end, so no
+    training batch's draws repeat). Returns what train.json says of it; {} without EMA."""
+    if not config.ema:
+        return {}
+    model.optimizer.finalize_variable_values(model.trainable_variables)
+    batch = config.batch_size
+    inputs = [training_inputs(images[batch_indices(seed, len(images), batch, step, step + 1)], seed, step, step + 1,
+                              batch, config)
+              for step in range(config.iterations, config.iterations + config.ema_bn_batches)]
+    layers = recalibrate_batch_norm(model, inputs)
+    return {"ema_momentum": config.ema, "bn_recalibrated_layers": layers,
+            "bn_recalibration_images": config.ema_bn_batches * batch}
+
+
 def train_seed(
     network_fn: Callable[[], keras.Model],
     images: np.ndarray,
@@ -253,19 +378,22 @@ def train_seed(
     describe: Callable[[keras.Model], dict] | None = None,
     progress: bool = True,
     interrupt_after: int | None = None,
+    validation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict:
     """Train `network_fn()` for `training['iterations']` iterations; write `out_dir/{model.keras,train.json,live}`.
 
     `record` (run config, noise) is copied into train.json and the checkpoint identity; `describe(network)` adds
-    e.g. params and depth. Returns the train.json content.
+    e.g. params and depth; `validation` (images, labels), held out of `images`, is scored at every log step and
+    once more on the saved model. Returns the train.json content.
     """
     out_dir, checkpoint_dir = Path(out_dir), Path(checkpoint_dir)
     record = dict(record or {})
-    iterations, batch = int(training["iterations"]), int(training["batch_size"])
+    config = TrainingConfig.from_dict(training)
+    iterations, batch = config.iterations, config.batch_size
     origin = provenance.snapshot()  # before any work: provenance must never cost a finished run
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     gpu = bool(provenance.accelerators())
-    policy, jit = resolve_precision(training["mixed_precision"], gpu), resolve_jit(training["jit"], gpu)
+    policy, jit = resolve_precision(config.mixed_precision, gpu), resolve_jit(config.jit, gpu)
     keras.utils.set_random_seed(seed)
     deterministic = use_deterministic_ops(gpu)
 
@@ -273,80 +401,59 @@ def train_seed(
     keras.mixed_precision.set_dtype_policy(policy)
     try:
         network = network_fn()
-        model, inference = build_trained_model(network, mean_image(images), training["pad"])
+        model, inference = build_trained_model(network, mean_image(images), config.pad)
     finally:
         keras.mixed_precision.set_dtype_policy(previous_policy)
-    schedule = compile_for_training(model, training, jit)
+    schedule = compile_for_training(model, config, jit)
 
     identity = json.loads(json.dumps({"record": record, "training": training, "seed": seed,
                                       "num_images": len(images)}))
-    meta = load_state(checkpoint_dir, model, model.optimizer)
-    if meta is not None and meta["identity"] != identity:
-        raise ValueError(f"the checkpoint in {checkpoint_dir} was written by another configuration "
-                         f"({meta['identity']}); delete that folder to start this run afresh")
-    start = meta["step"] if meta else 0
-    clock = meta["clock"] if meta else {"train_s": 0.0, "total_s": 0.0, "resumes": 0, "steady_s": 0.0,
-                                        "steady_steps": 0}
-    clock["resumes"] += meta is not None
-    if int(ops.convert_to_numpy(model.optimizer.iterations)) != start:
-        raise ValueError(f"checkpoint in {checkpoint_dir} says iteration {start} but its optimizer counted "
-                         f"{int(ops.convert_to_numpy(model.optimizer.iterations))}; delete it and rerun")
-
-    live = open_history(checkpoint_dir / "live", start, {**record, **training, "seed": seed})
-    log_every, checkpoint_every = int(training["log_every"]), int(training["checkpoint_every"])
+    state = SeedState(resume_or_start(checkpoint_dir, model, identity))
+    live = open_history(checkpoint_dir / "live", state.step, {**record, **training, "seed": seed})
     per_pass = steps_per_pass(len(images), batch)
-    window = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
-    last = {}
-    began = time.perf_counter()
-    compiling = True  # the first segment of a process also traces and compiles the step: not steady state
-    bar = tqdm(total=iterations, initial=start, disable=not progress, desc=f"seed {seed}", unit="it",
+    bar = tqdm(total=iterations, initial=state.step, disable=not progress, desc=f"seed {seed}", unit="it",
                dynamic_ncols=True)
-    report = ProgressLines(f"{record.get('run', 'run')} seed {seed}", iterations, batch, start, clock["train_s"])
+    report = ProgressLines(f"{record.get('run', 'run')} seed {seed}", iterations, batch, state.step,
+                           state.clock["train_s"])
+    val_error = None
     try:
-        for stop in segment_ends(start, iterations, log_every, checkpoint_every, per_pass):
+        for stop in segment_ends(state.step, iterations, config.log_every, config.checkpoint_every, per_pass):
+            start = state.step
             chosen = batch_indices(seed, len(images), batch, start, stop)
             tick = time.perf_counter()
-            inputs = training_inputs(images[chosen], seed, start, stop, batch, training)
+            inputs = training_inputs(images[chosen], seed, start, stop, batch, config)
             logs = model.fit(inputs, labels[chosen], batch_size=batch, epochs=1, shuffle=False, verbose=0).history
-            clock["train_s"] += time.perf_counter() - tick
-            if not compiling:
-                clock["steady_s"] += time.perf_counter() - tick
-                clock["steady_steps"] += stop - start
-            compiling = False
-            loss, accuracy = logs["loss"][-1], logs["accuracy"][-1]
-            first_bad = int(logs["first_nonfinite_step"][-1])
-            if first_bad >= 0 or not math.isfinite(loss):
-                step = start + max(first_bad, 0)
-                raise TrainingDiverged(
-                    f"training loss became NaN or Inf at iteration {step} (0-based; learning rate "
-                    f"{schedule.value_at(step):g}, seed {seed}); nothing was written to {out_dir}. Lower the "
-                    f"learning rate or check the inputs; the last checkpoint (if any) is in {checkpoint_dir}")
-            window["loss"] += loss * (stop - start)
-            window["accuracy"] += accuracy * (stop - start)
-            window["steps"] += stop - start
-            if stop % log_every == 0 or stop == iterations:
-                last = {name: window[name] / window["steps"] for name in ("loss", "accuracy")}
+            check_finite(logs, start, schedule, seed, out_dir, checkpoint_dir)
+            state.add_segment(stop, time.perf_counter() - tick, logs["loss"][-1], logs["accuracy"][-1])
+            state.step = stop
+            if stop % config.log_every == 0 or stop == iterations:
+                last = state.close_window()
                 live.step = stop
                 live.log_metric("train/loss", last["loss"])
                 live.log_metric("train/accuracy", last["accuracy"])
                 live.log_metric("train/lr", schedule.value_at(stop - 1))
+                if validation is not None:
+                    val_error = error_pct(inference, *validation)
+                    live.log_metric("val/error", val_error)
                 live.make_summary()
-                window = {"loss": 0.0, "accuracy": 0.0, "steps": 0}
-            if stop % checkpoint_every == 0 and stop < iterations:
-                elapsed = {**clock, "total_s": clock["total_s"] + time.perf_counter() - began}
+            if stop % config.checkpoint_every == 0 and stop < iterations:
                 save_state(checkpoint_dir, model, model.optimizer, {"step": stop, "identity": identity,
-                                                                    "clock": elapsed})
+                                                                    "clock": state.elapsed()})
             bar.update(stop - start)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{schedule.value_at(stop - 1):g}")
-            if stop % checkpoint_every == 0 or stop == iterations:
-                report.segment(stop, loss, clock["train_s"], bar)
-            start = stop
+            bar.set_postfix(loss=f"{logs['loss'][-1]:.3f}", lr=f"{schedule.value_at(stop - 1):g}")
+            if stop % config.checkpoint_every == 0 or stop == iterations:
+                report.segment(stop, logs["loss"][-1], state.clock["train_s"], bar)
             if interrupt_after is not None and stop >= interrupt_after:
                 raise Interrupted(f"interrupted after iteration {stop} (test hook)")
     finally:
         bar.close()
+    averaging = average_weights(model, config, images, seed)
     live.end()
-    clock["total_s"] += time.perf_counter() - began
+    clock = state.elapsed()
+    held_out = {}
+    if validation is not None:
+        held_out = {"validation": {"images": len(validation[1]), "error_pct": error_pct(inference, *validation),
+                                   "error_pct_before_averaging": val_error if averaging else None}}
 
     result = {
         **record,
@@ -357,20 +464,29 @@ def train_seed(
         "jit": bool(model.jit_compile),  # effective: Keras turns XLA off under TF op determinism (CPU)
         "deterministic_ops": deterministic,
         "iterations": iterations,
+        "train_images": len(images),
         "train_wall_s": clock["train_s"],
         "total_wall_s": clock["total_s"],
         "images_per_s": iterations * batch / clock["train_s"] if clock["train_s"] else None,
         "images_per_s_steady": clock["steady_steps"] * batch / clock["steady_s"] if clock["steady_s"] else None,
         "resumes": clock["resumes"],
-        "final_train_loss": last.get("loss"),
-        "final_train_accuracy": last.get("accuracy"),
+        "final_train_loss": state.last.get("loss"),
+        "final_train_accuracy": state.last.get("accuracy"),
+        "weights": {"averaged": True, **averaging} if averaging else {"averaged": False},
+        **held_out,
         "started_at": started_at,  # of the process that finished the run (a resumed run started earlier)
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **(describe(network) if describe else {}),
     }
+    publish(out_dir, checkpoint_dir, inference, result)
+    return result
+
+
+def publish(out_dir: Path, checkpoint_dir: Path, inference: keras.Model, result: dict) -> None:
+    """A finished seed's outputs: the saved model, its history and, last (its presence marks the seed finished),
+    train.json; then the checkpoint folder goes."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _save_model(inference, out_dir / "model.keras")
     _publish_directory(checkpoint_dir / "live", out_dir / "live")
-    atomic_write_json(out_dir / "train.json", result)  # written last: its presence marks a finished seed
+    atomic_write_json(out_dir / "train.json", result)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return result

@@ -99,12 +99,15 @@ def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy:
     `build(run, weight_decay) -> () -> network` and `describe(network) -> dict` default to the paper's networks.
     """
     from ran.data.prepare import load_split
+    from ran.train.data import validation_split
 
     if run["dataset"] not in NUM_CLASSES:
         raise ValueError(f"dataset must be one of {sorted(NUM_CLASSES)}, got {run['dataset']!r}")
     build, describe = build or network_factory, describe or describe_network
     images, clean = load_split(prepared, "train")
     data = data_provenance(prepared)
+    kept, held = validation_split(clean, int(training.get("validation", 0)))  # the held-out images never train
+    validation = (images[held], clean[held]) if len(held) else None
     records = []
     for seed in seeds:
         seed_dir = Path(out) / f"seed{seed}"
@@ -115,10 +118,11 @@ def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy:
         from ran.train.loop import train_seed  # Keras and its backend load only when a seed trains
 
         labels, realised = training_labels(run, clean, noisy, seed)
-        records.append(train_seed(build(run, training["weight_decay"]), images, labels, training, seed, seed_dir,
-                                  Path(checkpoints) / f"seed{seed}",
+        train_images, labels = (images[kept], labels[kept]) if len(held) else (images, labels)
+        records.append(train_seed(build(run, training["weight_decay"]), train_images, labels, training, seed,
+                                  seed_dir, Path(checkpoints) / f"seed{seed}",
                                   record={**run, "noise_realised": realised, "data": data},
-                                  describe=describe, progress=progress))
+                                  describe=describe, progress=progress, validation=validation))
     return records
 
 
