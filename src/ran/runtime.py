@@ -5,7 +5,8 @@ Only defaults: a variable the user set is left alone.
   collide; `TF_FORCE_GPU_ALLOW_GROWTH=true` and `XLA_PYTHON_CLIENT_PREALLOCATE=false` make both allocate as needed.
 - Devices: with several GPUs each job takes one of its own (`ran.gpus`, `jobs_per_gpu` jobs per GPU).
 - Determinism: on a CPU, TensorFlow runs one inter-op thread (`TF_NUM_INTEROP_THREADS=1`), which with its op
-  determinism makes same-seed runs equal bit for bit.
+  determinism makes same-seed runs equal bit for bit; on a CPU with AVX-512, oneDNN is also capped at AVX2
+  (`ONEDNN_MAX_CPU_ISA=AVX2`): its AVX-512 kernels give other bits from run to run (docs/performance.md).
 - Logs: on a machine without an NVIDIA GPU, TensorFlow's failed CUDA initialisation is noise in every job's log
   ("failed call to cuInit"), so its C++ log level is raised to errors-off there (3); with a GPU it stays at 2
   (warnings off, errors on).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 
 def has_gpu() -> bool:
@@ -29,6 +31,19 @@ def has_gpu() -> bool:
     return result.returncode == 0 and "GPU" in result.stdout
 
 
+def cpu_isa() -> str:
+    """The widest x86 vector extension the CPU lists in /proc/cpuinfo: 'avx512', 'avx2', 'avx' or 'other'."""
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    for name, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx")):
+        if flag in flags:
+            return name
+    return "other"
+
+
 def prepare_runtime(jobs_per_gpu: int = 1) -> dict[str, str]:
     """Set the defaults above and take a GPU slot where there are GPUs; return the variables it set."""
     from ran.gpus import assign_gpu, device_count
@@ -38,6 +53,8 @@ def prepare_runtime(jobs_per_gpu: int = 1) -> dict[str, str]:
                 "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     if not gpu:  # same-seed runs equal bit for bit on a CPU (ran.train.loop.use_deterministic_ops)
         defaults["TF_NUM_INTEROP_THREADS"] = "1"
+        if cpu_isa() == "avx512":  # the cheapest setting that makes oneDNN repeat itself there (AVX2 hosts: none)
+            defaults["ONEDNN_MAX_CPU_ISA"] = "AVX2"
     chosen = {name: value for name, value in defaults.items() if name not in os.environ}
     os.environ.update(chosen)
     if assign_gpu(jobs_per_gpu) is not None:

@@ -72,7 +72,10 @@ class SoftMaskBranch(keras.layers.Layer):
         self.down_stacks = [ResidualStack(r, wd, name=f"down{i + 1}") for i in range(n - 1)]
         self.down_stacks.append(ResidualStack(2 * r, wd, name=f"down{n}"))
         self.skips = []  # one unit per down-level but the lowest; created in build(), once the width is known
-        self.upsamples = [keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"up{i}") for i in range(n)]
+        # In float32 under any policy: TensorFlow's bilinear resize returns float32 for bfloat16/float16 input, which
+        # XLA then refuses to mix with the low-precision gradient (tensorflow#81273); the result is cast back.
+        self.upsamples = [keras.layers.UpSampling2D(2, interpolation="bilinear", dtype="float32", name=f"up{i}")
+                          for i in range(n)]
         self.up_stacks = [ResidualStack(r, wd, name=f"up{i}_units") for i in range(n)]
         self.head = MaskHead(attention, wd, name="head")
 
@@ -105,7 +108,7 @@ class SoftMaskBranch(keras.layers.Layer):
         if self.poolings == 0:
             x = self.down_stacks[0](x, training=training)
         for level in reversed(range(self.poolings)):
-            x = self.upsamples[level](x)  # (B, H / 2^level, W / 2^level, C)
+            x = ops.cast(self.upsamples[level](x), x.dtype)  # (B, H / 2^level, W / 2^level, C)
             if level > 0:
                 x = x + skips[level - 1]
             x = self.up_stacks[level](x, training=training)

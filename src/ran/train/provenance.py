@@ -14,6 +14,8 @@ from pathlib import Path
 
 import keras
 
+from ran.runtime import cpu_isa
+
 PACKAGE = "residual-attention-replication"
 # params.yaml is where a user points the workflow at a local data copy; its effect on a run (training config, data
 # hashes) is recorded in full, so a change there is reported apart from changes to the code.
@@ -119,4 +121,5 @@ def snapshot() -> dict:
     """Everything above, taken once at the start of a run."""
     state = code_state()
     return {"code_version": state["describe"], "code": state, "libraries": library_versions(),
-            "device": device_description(), "host_cpu": cpu_model()}
+            "device": device_description(), "host_cpu": cpu_model(), "host_cpu_isa": cpu_isa(),
+            "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA")}
