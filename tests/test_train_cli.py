@@ -216,9 +216,8 @@ A56_SCRIPT = textwrap.dedent("""
 def test_attention56_same_seed_in_separate_processes_gives_byte_equal_weights(tmp_path):
     """The real network, several fit segments, and a run interrupted after iteration 4 and resumed in a third
     process: every weight of the final models is equal byte for byte (what the README promises on CPU)."""
-    from test_train_loop import weights
-
     from ran.runtime import cpu_isa
+    from test_train_loop import weights
 
     isa = cpu_isa()
     print(f"determinism test on a CPU whose widest vector ISA is {isa}")

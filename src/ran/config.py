@@ -16,6 +16,9 @@ import yaml
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "params.schema.yaml"
 RUN_DEFAULTS = {"attention": None, "learning": None, "mask": None, "noise": 0.0}
 ATTENTION_DEFAULTS = {"mask": "encoder_decoder"}
+# The fast recipe's optional training keys (docs/recipe.md) and the values that are the paper's protocol.
+RECIPE_DEFAULTS = {"schedule": "step", "warmup": 0.0, "warmup_from": 0.1, "label_smoothing": 0.0, "ema": 0.0,
+                   "ema_bn_batches": 100, "validation": 0}
 ALL_RUNS = "all"  # a profile's `runs: all` selects the whole matrix
 
 

@@ -202,7 +202,8 @@ def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, ou
         model = load_trained_model(seed_dir / "model.keras")
         logits = predict_logits(model, images, batch_size)
         scores = classification_metrics(logits, labels, num_classes, top5=num_classes > 10)
-        tta = classification_metrics(flip_tta_logits(model, images, batch_size, logits), labels, num_classes, top5=False)
+        tta = classification_metrics(flip_tta_logits(model, images, batch_size, logits), labels, num_classes,
+                                     top5=False)
         per_seed.append({"seed": seed, **scores, "top1_error_pct_flip_tta": tta["top1_error_pct"],
                          "validation_error_pct": (record.get("validation") or {}).get("error_pct"),
                          "noise_realised": record.get("noise_realised"),

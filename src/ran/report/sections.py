@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 
 from ran.config import load_params, resolve_profile
+from ran.report.comparison import REFERENCE_PROFILE, TOLERANCE_PP
 from ran.report.decisions import DECISIONS, SEED_PROJECT_DEPARTURES
 from ran.report.outputs import attention_runs
-from ran.report.tables import NOT_RUN, TOLERANCE_PP
+from ran.report.tables import NOT_RUN
 
-REFERENCE_PROFILE = "paper"  # the profile that follows the paper's protocol (Sec. 4.1)
 _BANNER_COLOURS = {True: ("#1b5e20", "#e8f5e9"), False: ("#b71c1c", "#ffebee")}
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from ran.config import ConfigError, all_runs, load_params, resolve_profile
 from ran.records import RECORDS_DIR, load_records
+from ran.report.comparison import REFERENCE_PROFILE, TOLERANCE_PP, protocol_gap, verdict
 from ran.report.formats import Column, Table, write_table
 from ran.report.io import load_metrics, load_paper
 from ran.report.matching import match_run, paper_criteria
 from ran.report.outputs import TABLE_NAMES
-from ran.report.recorded import REFERENCE_PROFILE, protocol_gap, recorded_table, update_readme
+from ran.report.recorded import recorded_table, update_readme
 
-TOLERANCE_PP = 1.0  # |ours - paper| <= this many percentage points of top-1 error counts as "matches"
 PARAMS_TOLERANCE = 0.05  # relative; decision 1 holds the default networks to Table 6 within 5%
 NOT_RUN = "not run"
 NOT_IN_MATRIX = "quoted, not in matrix"
@@ -44,11 +44,6 @@ def fmt_error(value: float | None) -> str | None:
 def fmt_ours(top1: dict) -> str:
     mean, std, n = top1["mean"], top1.get("std") or 0.0, int(top1.get("n", 1))
     return f"{mean:.2f} ± {std:.2f} (n={n})" if n > 1 else f"{mean:.2f} (n=1)"
-
-
-def verdict(diff: float) -> str:
-    # rounded so that float noise (6.52 - 5.52 = 1.0000000000000009) cannot flip a boundary case
-    return "matches" if abs(round(diff, 6)) <= TOLERANCE_PP else "differs"
 
 
 def compare(paper_value: float | None, run_id: str | None, metrics: dict | None, prefix: str = "",

@@ -12,11 +12,8 @@ from dataclasses import dataclass
 
 import keras
 
+from ran.config import RECIPE_DEFAULTS
 from ran.train.schedule import StepDecay, Triangular, decay_boundaries
-
-# The recipe's keys and the values that reproduce the paper's protocol.
-RECIPE_DEFAULTS = {"schedule": "step", "warmup": 0.0, "warmup_from": 0.1, "label_smoothing": 0.0, "ema": 0.0,
-                   "ema_bn_batches": 100, "validation": 0}
 
 
 @dataclass(frozen=True)
