@@ -88,5 +88,5 @@ def test_output_names_are_a_pure_function_of_params(params):
     assert names == outputs(copy.deepcopy(params))
     assert len(names["tables"]) == 8 * 3 and names["report"] == ["report.html"]
     attention = [r for r in params["runs"] if params["runs"][r]["network"].startswith("attention")]
-    assert len(names["figures"]) == 2 * (9 + len(params["runs"]) + len(attention))
+    assert len(names["figures"]) == 2 * (10 + len(params["runs"]) + len(attention))
     assert "masks/c10_a56_arl_mixed.png" in names["figures"] and "masks/c10_r164.png" not in names["figures"]

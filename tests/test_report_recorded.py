@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from ran.config import resolve_profile
+from ran.config import all_runs, resolve_profile
 from ran.records import RECORDS_DIR, build_record, load_records
 from ran.report.curves import recorded_curves
 from ran.report.io import load_paper
@@ -83,3 +83,16 @@ def test_recorded_curves_draw_records_or_a_placeholder(tmp_path, params, paper):
 def test_recorded_table_without_records_counts_every_paper_row(params, paper):
     table = recorded_table(copy.deepcopy(params), paper, [])
     assert table.rows == [] and "have no record yet" in table.caption
+
+
+def test_error_against_images_places_each_record_at_its_budget(tmp_path, params, paper):
+    from ran.report.curves import error_vs_images
+    from ran.report.figures import paper_budget
+
+    assert paper_budget(params) == 160000 * 64
+    records = [make_record(params, "c10_a56_nal_mixed", 0, 40.0)]
+    paper_error = paper_error_by_run(paper["cifar"], all_runs(params))
+    drawn = error_vs_images(records, paper_error, paper_budget(params), tmp_path / "with")
+    empty = error_vs_images([], paper_error, paper_budget(params), tmp_path / "without")
+    assert [path.suffix for path in drawn] == [".png", ".pdf"] and all(path.stat().st_size > 1000 for path in empty)
+    assert (tmp_path / "with.png").stat().st_size > (tmp_path / "without.png").stat().st_size

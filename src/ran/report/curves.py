@@ -127,3 +127,34 @@ def _history_folder(record: dict) -> History:
         return {}
     return {path.relative_to(folder).with_suffix("").as_posix(): read_tsv_series(path)
             for path in sorted(folder.rglob("*.tsv"))}
+
+
+def error_vs_images(records: list[dict], paper_error: dict[str, float], paper_images: int,
+                    stem: str | Path) -> list[Path]:
+    """Test error against training images (log scale) for every recorded run, one colour per run and one marker per
+    profile, with the paper's error for the same run at its protocol's budget (`paper_images`)."""
+    runs = sorted({record["run"] for record in records})
+    if not runs:
+        return placeholder(stem, "no recorded runs yet",
+                           "workflow/resources/records is empty: `ran record --profile P` adds finished real runs")
+    profiles = sorted({record["profile"] for record in records})
+    markers = dict(zip(profiles, "osv^<>PX*", strict=False))
+    fig, axes = new_figure(width=7.5, height=4.2)
+    ax = axes[0][0]
+    for colour, run_id in enumerate(runs):
+        colour = f"C{colour % 10}"
+        for record in (r for r in records if r["run"] == run_id):
+            images = record["summary"]["iterations"] * record["training"]["batch_size"]
+            ax.plot([images], [record["result"]["top1_error_pct"]], markers.get(record["profile"], "o"),
+                    color=colour, label=f"{run_id}, {record['profile']}")
+        if run_id in paper_error:
+            ax.plot([paper_images], [paper_error[run_id]], "D", markerfacecolor="none", color=colour,
+                    label=f"{run_id}, paper")
+    ax.set_xscale("log")
+    ax.set_xlabel("training images (iterations x batch)")
+    ax.set_ylabel("top-1 test error (%)")
+    ax.set_title("Recorded runs against the paper's budget (hollow diamonds: the paper's protocol)", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return save_figure(fig, stem)

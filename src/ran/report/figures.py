@@ -13,7 +13,8 @@ from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from ran.config import ConfigError, all_runs, load_params, resolve_profile
 from ran.records import RECORDS_DIR, load_records
-from ran.report.curves import recorded_curves, training_curves, training_overview
+from ran.report.comparison import REFERENCE_PROFILE
+from ran.report.curves import error_vs_images, recorded_curves, training_curves, training_overview
 from ran.report.formats import Table
 from ran.report.io import load_history, load_paper, seed_dirs
 from ran.report.masks import mask_grid
@@ -161,13 +162,26 @@ def load_masks(eval_dir: str | Path, run_id: str) -> dict:
         return {key: data[key] for key in data.files}
 
 
+def paper_budget(params: dict) -> int:
+    """Training images of one run under the paper's protocol (160k iterations x batch 64 = 10.24M)."""
+    reference = resolve_profile(params, REFERENCE_PROFILE)
+    return int(reference["iterations"]) * int(reference["batch_size"])
+
+
+def recorded_figures(params: dict, paper: dict, records: list[dict], out) -> list[Path]:
+    """The figures of the recorded runs (the report's recorded section and the README)."""
+    paper_error = paper_error_by_run(paper["cifar"], all_runs(params))
+    return (recorded_curves(list(records), paper_error, Path(out) / "recorded_curves")
+            + error_vs_images(list(records), paper_error, paper_budget(params), Path(out) / "recorded_error_vs_images"))
+
+
 def make_figures(params: dict, paper: dict, profile: str, eval_dir, models_dir, prepared_dir, out,
                  records: list[dict] = ()) -> list[str]:
     """Draw every figure of ran.report.outputs(params) into `out`; return notes on what was missing."""
     out, notes = Path(out), []
     metrics = collect_metrics(params, eval_dir, profile)
     tables = {t.name: t for t in build_tables(params, paper, metrics, profile)}
-    recorded_curves(list(records), paper_error_by_run(paper["cifar"], all_runs(params)), out / "recorded_curves")
+    recorded_figures(params, paper, records, out)
     for number in (1, 3, 4, 5, 6):
         compare_chart(tables[f"table{number}"], out / f"compare_table{number}")
     noise_chart(tables["table5"], out / "noise_robustness")
@@ -195,15 +209,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     parser.add_argument("--profile", help="profile the runs were made under (default: the file's `profile`)")
     parser.add_argument("--paper", required=True, help="paper_results.yaml")
-    parser.add_argument("--eval", required=True, help="results/{profile}/eval (metrics.json, masks.npz per run)")
-    parser.add_argument("--models", required=True, help="results/{profile}/models (DVCLive history per seed)")
+    parser.add_argument("--eval", help="results/{profile}/eval (metrics.json, masks.npz per run)")
+    parser.add_argument("--models", help="results/{profile}/models (DVCLive history per seed)")
     parser.add_argument("--prepared", help="data/{profile}/prepared (optional: class names for the mask pictures)")
     parser.add_argument("--out", required=True, help="output folder for the PNG + PDF figures")
     parser.add_argument("--records", default=str(RECORDS_DIR),
                         help="recorded runs for the recorded curves (default: %(default)s; a missing folder: none)")
+    parser.add_argument("--recorded-only", action="store_true",
+                        help="draw only the error-against-images figure of the records (README: --out docs/figures)")
     args = parser.parse_args(argv)
+    if not args.recorded_only and not (args.eval and args.models):
+        parser.error("--eval and --models are required (or --recorded-only)")
     try:
         params = load_params(args.params)
+        if args.recorded_only:
+            paper = load_paper(args.paper)
+            written = error_vs_images(load_records(args.records), paper_error_by_run(paper["cifar"], all_runs(params)),
+                                      paper_budget(params), Path(args.out) / "recorded_error_vs_images")
+            print(f"ran figures: {len(written)} file(s) written to {args.out}")
+            return 0
         profile = resolve_profile(params, args.profile)["name"]
         notes = make_figures(params, load_paper(args.paper), profile, args.eval, args.models, args.prepared, args.out,
                              load_records(args.records))

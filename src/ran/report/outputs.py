@@ -11,7 +11,8 @@ TABLE_SUFFIXES = (".csv", ".md", ".tex")
 FIGURE_SUFFIXES = (".png", ".pdf")
 # One chart per paper table with CIFAR numbers, then the cross-table figures.
 SUMMARY_FIGURES = ("compare_table1", "compare_table3", "compare_table4", "compare_table5", "compare_table6",
-                   "noise_robustness", "params_vs_error", "training_curves", "recorded_curves")
+                   "noise_robustness", "params_vs_error", "training_curves", "recorded_curves",
+                   "recorded_error_vs_images")
 
 
 def attention_runs(params: dict) -> list[str]:
@@ -32,7 +33,8 @@ def outputs(params: dict) -> dict[str, list[str]]:
 
     tables:  table{1,3,4,5,6}, seed_project, params, recorded, each as .csv, .md and .tex
     figures: compare_table{1,3,4,5,6}, noise_robustness, params_vs_error, training_curves, recorded_curves,
-             curves/{run} for every run and masks/{run} for every attention run, each as .png and .pdf
+             recorded_error_vs_images, curves/{run} for every run and masks/{run} for every attention run, each as
+             .png and .pdf
     report:  report.html
     """
     return {
