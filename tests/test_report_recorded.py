@@ -10,7 +10,15 @@ from ran.config import all_runs, resolve_profile
 from ran.records import RECORDS_DIR, build_record, load_records
 from ran.report.curves import recorded_curves
 from ran.report.io import load_paper
-from ran.report.recorded import readme_block, readme_section, recorded_table, update_readme
+from ran.report.recorded import (
+    README_BLOCKS,
+    readme_block,
+    readme_section,
+    readme_table,
+    recorded_table,
+    trials_table,
+    update_readme,
+)
 from ran.report.tables import paper_error_by_run
 from test_records import train_json
 
@@ -47,11 +55,34 @@ def test_rows_per_paper_row_and_profile_with_verdict_only_under_the_paper_protoc
 
 def test_readme_block_is_what_ran_tables_writes_from_the_committed_records(root, params, paper):
     """README's results table is generated: rerun `ran tables --update-readme README.md` after `ran record`."""
-    table = recorded_table(params, paper, load_records(root / RECORDS_DIR))
+    records = load_records(root / RECORDS_DIR)
+    table = readme_table(recorded_table(params, paper, records), records)
     section = readme_section((root / "README.md").read_text())
     assert section is not None, "README.md lost its recorded-results markers"
     assert section == readme_block(table), "README's recorded results are stale: run `ran tables ... " \
-        "--update-readme README.md` (docs/workflow.md, 'Recording results')"
+        "--update-readme README.md --update-recipe docs/recipe.md` (docs/workflow.md, 'Recording results')"
+    trials = readme_section((root / "docs" / "recipe.md").read_text(), README_BLOCKS["recipe"])
+    assert trials == readme_block(trials_table(records), README_BLOCKS["recipe"]), "docs/recipe.md's trials are stale"
+
+
+def test_readme_table_has_one_row_per_run_and_profile(params, paper):
+    records = [make_record(params, "c10_a56_arl_mixed", 0, 30.0)]
+    records[0]["result"]["top1_error_pct_flip_tta"] = 29.0
+    table = readme_table(recorded_table(params, paper, records), records)
+    assert len(table.rows) == 1  # the run stands in Tables 1, 3 and 4
+    row = table.rows[0]
+    assert row["tables"] == "Table 1, 3, 4" and row["ours"] == "30.00 (n=1)" and row["tta"] == "29.00"
+    assert row["images"] == f"{20 * 64:,}" and row["verdict"] == "no verdict"
+
+
+def test_trials_table_lists_only_fast_recipe_records(params, paper):
+    recipe = {**resolve_profile(params, "cpu_fast"), "name": "cpu_fast"}
+    records = [make_record(params, "c10_a56_arl_mixed", 0, 30.0),
+               make_record(params, "c10_a56_arl_mixed", 0, 20.0, profile="cpu_fast", training=recipe)]
+    records[1]["result"]["validation_error_pct"] = 21.5
+    rows = trials_table(records).rows
+    assert [(row["profile"], row["test"], row["validation"]) for row in rows] == [("cpu_fast", "20.00",
+                                                                                    "21.50 (5,000)")]
 
 
 def test_update_readme_replaces_only_the_block(tmp_path, params, paper):
@@ -63,7 +94,7 @@ def test_update_readme_replaces_only_the_block(tmp_path, params, paper):
     assert text.startswith("# Title\n\nbefore\n\n") and text.endswith("\n\nafter\n") and "40.00 (n=1)" in text
     assert update_readme(readme, table) is False
     readme.write_text("no markers")
-    with pytest.raises(ValueError, match="no recorded-results block"):
+    with pytest.raises(ValueError, match="no generated block"):
         update_readme(readme, table)
 
 

@@ -17,7 +17,7 @@ from ran.report.formats import Column, Table, write_table
 from ran.report.io import load_metrics, load_paper
 from ran.report.matching import match_run, paper_criteria
 from ran.report.outputs import TABLE_NAMES
-from ran.report.recorded import recorded_table, update_readme
+from ran.report.recorded import README_BLOCKS, readme_table, recorded_table, trials_table, update_readme
 
 PARAMS_TOLERANCE = 0.05  # relative; decision 1 holds the default networks to Table 6 within 5%
 NOT_RUN = "not run"
@@ -272,20 +272,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--records", default=str(RECORDS_DIR),
                         help="recorded runs for the recorded view (default: %(default)s; a missing folder: none)")
     parser.add_argument("--update-readme", metavar="README", help="also rewrite README's recorded-results block")
+    parser.add_argument("--update-recipe", metavar="DOC", help="also rewrite docs/recipe.md's trials block")
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
         profile = resolve_profile(params, args.profile)["name"]
         paper = load_paper(args.paper)
         metrics = collect_metrics(params, args.eval, profile)
-        tables = build_tables(params, paper, metrics, profile, load_records(args.records))
-        changed = args.update_readme and update_readme(args.update_readme, tables[-1])
+        records = load_records(args.records)
+        tables = build_tables(params, paper, metrics, profile, records)
+        changed = args.update_readme and update_readme(args.update_readme, readme_table(tables[-1], records))
+        changed_recipe = args.update_recipe and update_readme(args.update_recipe, trials_table(records),
+                                                              README_BLOCKS["recipe"])
     except (ConfigError, FileNotFoundError, ValueError) as error:
         parser.exit(2, f"ran tables: {error}\n")
     for table in tables:
         write_table(table, args.out)
-    if args.update_readme:
-        print(f"ran tables: {args.update_readme} {'updated' if changed else 'already up to date'}")
+    for path, updated in ((args.update_readme, changed), (args.update_recipe, changed_recipe)):
+        if path:
+            print(f"ran tables: {path} {'updated' if updated else 'already up to date'}")
     found = sum(m is not None for m in metrics.values())
     print(f"ran tables: {len(tables)} tables from {found}/{len(metrics)} evaluated runs -> {args.out}")
     return 0
