@@ -25,6 +25,9 @@ STATE_FILE = "state.npz"
 NEXT_FILE = "state.next.npz"
 PREVIOUS_FILE = "state.previous.npz"
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError)
+# Keys that only say how often to log and checkpoint: changing them between a kill and a resume changes no weight.
+CADENCE_KEYS = ("log_every", "checkpoint_every")
+_ABSENT = object()
 
 
 class CheckpointError(ValueError):
@@ -83,12 +86,17 @@ def newest_readable(directory: Path) -> tuple[Path, dict, dict[str, np.ndarray]]
     return path, meta, arrays
 
 
-def load_state(directory: Path, model, optimizer) -> dict | None:
-    """Restore variables from the newest readable checkpoint; return its meta (None when starting fresh)."""
+def load_state(directory: Path, model, optimizer, check=None) -> dict | None:
+    """Restore variables from the newest readable checkpoint; return its meta (None when starting fresh).
+
+    `check(meta)` runs before any variable is touched, so a refusal names what differs rather than a variable count.
+    """
     chosen = newest_readable(directory)
     if chosen is None:
         return None
     path, meta, arrays = chosen
+    if check is not None:
+        check(meta)
     for prefix, variables in (("model", model.variables), ("optimizer", optimizer.variables)):
         stored = sorted(key for key in arrays if key.startswith(prefix + "_"))
         if len(stored) != len(variables):
@@ -98,3 +106,27 @@ def load_state(directory: Path, model, optimizer) -> dict | None:
         for key, variable in zip(stored, variables, strict=True):
             variable.assign(arrays[key])
     return meta
+
+
+def resumable_identity(identity: dict) -> dict:
+    """The identity a resume must match: the run's identity without the logging and checkpoint cadence."""
+    if not isinstance(identity.get("training"), dict):
+        return identity
+    training = {key: value for key, value in identity["training"].items() if key not in CADENCE_KEYS}
+    return {**identity, "training": training}
+
+
+def identity_changes(old, new, prefix: str = "") -> list[str]:
+    """`key: old -> new` for every leaf that differs, nested keys dotted (e.g. `training.base_lr: 0.1 -> 0.2`)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(old.keys() | new.keys(), key=str)
+        return [change for key in keys
+                for change in identity_changes(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{prefix}{key}.")]
+    if old == new:
+        return []
+    return [f"{prefix.removesuffix('.') or '(identity)'}: {_show(old)} -> {_show(new)}"]
+
+
+def _show(value, limit: int = 40) -> str:
+    text = "(absent)" if value is _ABSENT else json.dumps(value, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -338,11 +338,23 @@ def check_finite(logs: dict, start: int, schedule, seed: int, out_dir: Path, che
 
 
 def resume_or_start(checkpoint_dir: Path, model: keras.Model, identity: dict) -> dict | None:
-    """The checkpoint's meta after restoring it into `model` (None: a fresh start); refuses another config's."""
-    meta = load_state(checkpoint_dir, model, model.optimizer)
-    if meta is not None and meta["identity"] != identity:
-        raise ValueError(f"the checkpoint in {checkpoint_dir} was written by another configuration "
-                         f"({meta['identity']}); delete that folder to start this run afresh")
+    """The checkpoint's meta after restoring it into `model` (None: a fresh start); refuses another config's.
+
+    The logging and checkpoint cadence may change between a kill and a resume: they change no weight.
+    """
+    from ran.train.checkpoint import identity_changes, resumable_identity
+
+    def same_configuration(meta: dict) -> None:
+        changes = identity_changes(resumable_identity(meta.get("identity") or {}), resumable_identity(identity))
+        if not changes:
+            return
+        shown = "; ".join(changes[:6]) + (f"; {len(changes) - 6} more" if len(changes) > 6 else "")
+        values = "that value" if len(changes) == 1 else "those values"
+        raise ValueError(f"the checkpoint in {checkpoint_dir} was written by another configuration ({shown}): "
+                         f"restore {values} to resume, or delete {checkpoint_dir} to start this seed afresh, "
+                         f"losing its {meta['step']} iterations")
+
+    meta = load_state(checkpoint_dir, model, model.optimizer, check=same_configuration)
     counted = int(ops.convert_to_numpy(model.optimizer.iterations))
     if meta is not None and counted != meta["step"]:
         raise ValueError(f"checkpoint in {checkpoint_dir} says iteration {meta['step']} but its optimizer counted "
