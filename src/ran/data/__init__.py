@@ -16,6 +16,10 @@ official ones); `prepare` reads it to take the expected counts from the archive 
 
 from __future__ import annotations
 
+# The datasets' facts, one home each: classes per dataset and their printed names.
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
 
 class DataError(RuntimeError):
     """A data file is missing, corrupt, unsafe or not what was expected; the message says how to fix it."""

@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 from ran.config import ConfigError, all_runs, load_params, resolve_profile
+from ran.data import DATASET_LABELS
 from ran.records import RECORDS_DIR, load_records
 from ran.report.comparison import REFERENCE_PROFILE
 from ran.report.curves import error_vs_images, recorded_curves, training_curves, training_overview
@@ -20,7 +21,7 @@ from ran.report.io import load_history, load_paper, seed_dirs
 from ran.report.masks import mask_grid
 from ran.report.outputs import attention_runs
 from ran.report.plotting import OURS_STYLE, PAPER_STYLE, new_figure, save_figure
-from ran.report.tables import DATASET_LABELS, build_tables, collect_metrics, paper_error_by_run
+from ran.report.tables import build_tables, collect_metrics, paper_error_by_run
 
 PARAMS_TICKS_M = (0.5, 1, 2, 5, 10, 20, 50)
 

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from ran.config import ConfigError, all_runs, load_params, resolve_profile
+from ran.data import DATASET_LABELS
 from ran.records import RECORDS_DIR, load_records
 from ran.report.comparison import REFERENCE_PROFILE, TOLERANCE_PP, protocol_gap, verdict
 from ran.report.formats import Column, Table, write_table
@@ -23,7 +24,6 @@ PARAMS_TOLERANCE = 0.05  # relative; decision 1 holds the default networks to Ta
 NOT_RUN = "not run"
 NOT_IN_MATRIX = "quoted, not in matrix"
 NO_VERDICT = "no verdict"  # the profile does not follow the paper's protocol: a difference says nothing
-DATASET_LABELS = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
 # Presentation only: which paper attributes describe a row of each single-dataset table.
 ERROR_TABLES = {

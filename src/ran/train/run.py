@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+from ran.data import NUM_CLASSES
+
 NOT_SELECTED = "not_selected.json"
 
 
