@@ -1,9 +1,17 @@
 """Fault cases of issue 17: a changed key between a kill and a resume, a kill during `ran prepare`, crafted
 `.keras` files, and two `ran train` of one run at once."""
 
+import hashlib
+import re
+import shutil
+
 import numpy as np
 import pytest
 
+import ran.data.prepare
+from ran.data import DataError
+from ran.data.prepare import load_manifest, load_split, prepare
+from ran.data.synthetic import write_synthetic_archive
 from ran.train.checkpoint import identity_changes
 from ran.train.loop import Interrupted
 from test_train_loop import TRAINING, train, weights
@@ -39,3 +47,60 @@ def test_log_and_checkpoint_cadence_do_not_block_a_resume(tmp_path):
     for expected, actual in zip(weights(tmp_path / "straight" / "out"), weights(tmp_path / "cadence" / "out"),
                                 strict=True):
         np.testing.assert_array_equal(actual, expected)
+
+
+@pytest.fixture
+def two_archives(tmp_path):
+    """Two synthetic CIFAR-10 archives of the same size and different pixels."""
+    paths = tmp_path / "first.tar.gz", tmp_path / "second.tar.gz"
+    for seed, path in enumerate(paths):
+        write_synthetic_archive(path, "cifar10", train_per_class=2, test_per_class=1, seed=seed)
+    return paths
+
+
+def _contents(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_a_crash_during_prepare_leaves_the_old_folder_intact(two_archives, tmp_path, monkeypatch):
+    out = tmp_path / "data" / "prepared"
+    prepare(two_archives[0], "cifar10", out)
+    before = _contents(out)
+    save = ran.data.prepare._save_npz
+
+    def killed_after_train(path, arrays):
+        if path.name == "test.npz":
+            raise KeyboardInterrupt  # a kill: the new train.npz is written, test.npz and the manifest are not
+        save(path, arrays)
+
+    monkeypatch.setattr(ran.data.prepare, "_save_npz", killed_after_train)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(two_archives[1], "cifar10", out)
+    assert _contents(out) == before
+    assert [path.name for path in out.parent.iterdir()] == ["prepared"], "no staging folder is left behind"
+
+
+def test_prepare_into_an_existing_folder_swaps_in_the_new_files(two_archives, tmp_path):
+    out = tmp_path / "prepared"
+    prepare(two_archives[0], "cifar10", out)
+    manifest = prepare(two_archives[1], "cifar10", out)
+    assert load_manifest(out) == manifest and sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["prepared"]
+    for split in ("train", "test"):
+        recorded = manifest["splits"][split]["npz_sha256"]
+        assert recorded == hashlib.sha256((out / f"{split}.npz").read_bytes()).hexdigest()
+
+
+def test_train_refuses_a_split_its_manifest_does_not_describe(two_archives, tmp_path):
+    from ran.train.run import train_run
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    prepare(two_archives[0], "cifar10", first)
+    prepare(two_archives[1], "cifar10", second)
+    shutil.copy(second / "train.npz", first / "train.npz")  # what a kill mid-prepare used to leave
+    load_split(first, "test")  # the untouched split still loads
+    train, manifest, folder = (re.escape(str(path)) for path in (first / "train.npz", first / "manifest.json", first))
+    with pytest.raises(DataError, match=rf"^{train} is not the file {manifest} describes \(sha256 .*\): the folder "
+                                        rf"mixes files of two `ran prepare` runs; delete {folder} and run `ran "
+                                        rf"prepare` again\.$"):
+        train_run({"run": "r", "dataset": "cifar10"}, {}, [0], str(first), None, str(tmp_path / "out"),
+                  str(tmp_path / "ckpt"))

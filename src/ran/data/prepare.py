@@ -2,9 +2,14 @@
 
 Outputs (docs/architecture.md, "File formats"): `train.npz` and `test.npz` with `images` uint8 (N, 32, 32, 3) and
 `labels` int64 (N,) (CIFAR-100: fine labels, plus `coarse_labels`), and `manifest.json` with counts per split and
-class, the sha256 of every source file and the class names. The paper trains on all 50k training images and tests on
-the 10k test images (Sec. 4.1), so those counts, with every class equally often, are required of the official data;
-a synthetic archive (marked by `ran synth`) must be balanced too, with its counts taken from the archive itself.
+class, the sha256 of every source file and of each split's `.npz`, and the class names. The paper trains on all 50k
+training images and tests on the 10k test images (Sec. 4.1), so those counts, with every class equally often, are
+required of the official data; a synthetic archive (marked by `ran synth`) must be balanced too, with its counts
+taken from the archive itself.
+
+The three files are written into a staging folder beside `out` and swapped in whole, so a kill never leaves one
+run's `train.npz` beside another's `test.npz` or manifest; `load_split` refuses a split whose sha256 is not the
+manifest's.
 """
 
 from __future__ import annotations
@@ -12,11 +17,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +94,8 @@ def prepare(archive: str | Path, dataset: str, out: str | Path, expect: str | No
     """
     layout = get_layout(dataset)
     archive, out = Path(archive), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve() if out.is_symlink() else out  # swap the folder the link points at, not the link
+    out.parent.mkdir(parents=True, exist_ok=True)
     source_sha256, splits, arrays = {}, {}, {}
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}-extract-") as temp:
         headers = safe_extract(archive, temp, layout.members())
@@ -137,10 +146,36 @@ def prepare(archive: str | Path, dataset: str, out: str | Path, expect: str | No
         manifest["coarse_class_names"] = coarse_names
         manifest["fine_to_coarse"] = _fine_to_coarse(arrays["train"], len(class_names), archive)
     manifest["train_channel_mean"], manifest["train_channel_std"] = _channel_stats(arrays["train"]["images"])
-    for split in SPLITS:
-        _save_npz(out / f"{split}.npz", arrays[split])
-    write_bytes_atomic(out / MANIFEST, (compact_json(manifest) + "\n").encode())  # last: marks completion
+    with _staged_folder(out) as staging:
+        for split in SPLITS:
+            _save_npz(staging / f"{split}.npz", arrays[split])
+            splits[split]["npz_sha256"] = sha256_file(staging / f"{split}.npz")
+        write_bytes_atomic(staging / MANIFEST, (compact_json(manifest) + "\n").encode())
     return manifest
+
+
+@contextmanager
+def _staged_folder(target: Path) -> Iterator[Path]:
+    """An empty folder beside `target` that replaces `target` whole once the block succeeds (deleted on error).
+
+    A kill leaves the old folder or the new one at `target`, never a mix; between the two renames of a swap it
+    leaves neither, the old folder kept beside as a hidden `.NAME-old-*` (a rerun of `ran prepare` writes afresh).
+    """
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-staging-", dir=target.parent))
+    try:
+        yield staging
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes the folder private; outputs get the usual permissions
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+            os.rename(target, old)  # onto an empty folder: allowed, and atomic
+            os.rename(staging, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _verification(source_sha256: dict[str, str], layout: CifarLayout, synthetic: bool, archive: Path) -> str:
@@ -202,7 +237,26 @@ def load_split(prepared_dir: str | Path, split: str) -> tuple[np.ndarray, np.nda
             labels.shape != (len(images),):
         raise DataError(f"{path} has images {images.dtype} {images.shape} and labels {labels.shape}, expected uint8 "
                         f"(N, 32, 32, 3) and (N,); delete it and run `ran prepare` again.")
+    _check_recorded(Path(prepared_dir), split)
     return images, labels.astype(np.int64, copy=False)
+
+
+def _check_recorded(prepared_dir: Path, split: str) -> None:
+    """Refuse a split file that is not the one its manifest describes (folders prepared before the manifest
+    recorded `npz_sha256`, or with no manifest, pass unchecked)."""
+    manifest, path = prepared_dir / MANIFEST, prepared_dir / f"{split}.npz"
+    if not manifest.is_file():
+        return
+    try:
+        recorded = json.loads(manifest.read_text())["splits"][split].get("npz_sha256")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DataError(f"{manifest} cannot be read ({type(error).__name__}: {error}); delete {prepared_dir} and run "
+                        f"`ran prepare` again.") from error
+    actual = sha256_file(path) if recorded else None
+    if recorded and actual != recorded:
+        raise DataError(f"{path} is not the file {manifest} describes (sha256 {actual[:12]}..., recorded "
+                        f"{recorded[:12]}...): the folder mixes files of two `ran prepare` runs; delete "
+                        f"{prepared_dir} and run `ran prepare` again.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,12 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         mark_folder(args.out, reason)
         print(f"prepare: {args.dataset}: nothing to prepare ({reason})", file=sys.stderr)
         return 0
-    existed = Path(args.out).exists()
     try:
-        manifest = prepare(args.archive, args.dataset, args.out, expect)
+        manifest = prepare(args.archive, args.dataset, args.out, expect)  # a refusal leaves `out` as it was
     except DataError as error:
-        if not existed:  # a refused archive leaves nothing behind, not even an empty folder
-            shutil.rmtree(args.out, ignore_errors=True)
         parser.exit(1, f"ran prepare: {error}\n")
     counts = ", ".join(f"{split} {manifest['splits'][split]['count']}" for split in SPLITS)
     print(f"prepare: {args.dataset} ({counts}{', synthetic' if manifest['synthetic'] else ''}) -> {args.out} "
