@@ -2,8 +2,10 @@
 `.keras` files, and two `ran train` of one run at once."""
 
 import hashlib
+import json
 import re
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ import ran.data.prepare
 from ran.data import DataError
 from ran.data.prepare import load_manifest, load_split, prepare
 from ran.data.synthetic import write_synthetic_archive
+from ran.evaluate import load_trained_model
 from ran.train.checkpoint import identity_changes
 from ran.train.loop import Interrupted
 from test_train_loop import TRAINING, train, weights
@@ -104,3 +107,55 @@ def test_train_refuses_a_split_its_manifest_does_not_describe(two_archives, tmp_
                                         rf"prepare` again\.$"):
         train_run({"run": "r", "dataset": "cifar10"}, {}, [0], str(first), None, str(tmp_path / "out"),
                   str(tmp_path / "ckpt"))
+
+
+def _tiny_keras_file(path, middle=None):
+    import keras
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="logits")((middle or (lambda x: x))(inputs))
+    keras.Model(inputs, outputs).save(path)
+    return path
+
+
+def _edit_config(path, edit):
+    """Rewrite config.json inside a `.keras` zip (the weights and their CRCs stay intact, as a crafted file's)."""
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    edit(next(layer for layer in config["config"]["layers"] if layer["class_name"] == "Dense"))
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("edit", [lambda layer: layer.update(class_name="NoSuchLayer"),
+                                  lambda layer: layer["config"].pop("units")], ids=["unknown_class", "removed_key"])
+def test_a_tampered_keras_config_is_named_in_one_line(tmp_path, edit):
+    path = _tiny_keras_file(tmp_path / "model.keras")
+    _edit_config(path, edit)
+    with pytest.raises(ValueError) as refused:
+        load_trained_model(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: its model config (config.json) does not match this project's layers ("), message
+    assert "retrain" in message and "restore the original file" in message and "\n" not in message
+    assert "corrupt" not in message
+
+
+def test_a_safe_mode_refusal_is_called_unsafe_never_corrupt(tmp_path):
+    import keras
+
+    path = _tiny_keras_file(tmp_path / "model.keras", keras.layers.Lambda(lambda x: x * 2))
+    with pytest.raises(ValueError) as refused:
+        load_trained_model(path)
+    message = str(refused.value)
+    assert message.startswith(f"{path} was refused as unsafe") and "arbitrary code" in message, message
+    assert "corrupt" not in message and "truncated" not in message and "\n" not in message
+
+
+def test_a_truncated_keras_file_is_still_called_corrupt(tmp_path):
+    path = _tiny_keras_file(tmp_path / "model.keras")
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"cannot be read as a Keras model .*; it is truncated or corrupt"):
+        load_trained_model(path)

@@ -101,10 +101,32 @@ def load_trained_model(path: str | Path):
         raise FileNotFoundError(f"{path} not found: run `ran train` first")
     try:
         return keras.saving.load_model(path, compile=False)
-    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        # Keras reports a damaged archive as "File not found"; say what is wrong and what to do.
-        raise ValueError(f"{path} cannot be read as a Keras model ({type(error).__name__}: {error}); it is truncated "
-                         f"or corrupt: delete its seed folder and rerun `ran train` for this run") from error
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OSError, EOFError,
+            zipfile.BadZipFile) as error:
+        # Keras says "File not found" of a damaged archive and TypeError of an edited config: tell them apart by
+        # the archive's own CRCs, and a safe-mode refusal by Keras's wording (it has no exception class of its own).
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip() is not None
+        except (OSError, EOFError, zipfile.BadZipFile):
+            damaged = True
+        chain, cause = [], error
+        while cause is not None:
+            chain.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        innermost = str(error).rsplit("Exception encountered:", 1)[-1].strip()  # Keras nests its TypeErrors
+        reason = f"{type(error).__name__}: {(innermost.splitlines() or [''])[0][:160]}"
+        if damaged:
+            raise ValueError(f"{path} cannot be read as a Keras model ({reason}); it is truncated or corrupt: "
+                             f"delete its seed folder and rerun `ran train` for this run") from error
+        if any("safe_mode" in text for text in chain):
+            raise ValueError(f"{path} was refused as unsafe by Keras safe mode: its config asks to load Python code "
+                             f"(e.g. a Lambda layer), which would run arbitrary code; `ran train` never writes such "
+                             f"layers, so do not load it: replace it with a model you trained (rerun `ran train` for "
+                             f"this run)") from error
+        raise ValueError(f"{path}: its model config (config.json) does not match this project's layers ({reason}); "
+                         f"it was edited or written by other code: retrain (delete its seed folder and rerun "
+                         f"`ran train` for this run) or restore the original file") from error
 
 
 def inner_network(model):
