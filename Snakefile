@@ -1,8 +1,10 @@
 # Residual Attention Network on CIFAR: the whole replication as one DAG (docs/workflow.md).
 # params.yaml is the single source of truth; `--config profile=smoke` picks another profile.
-from snakemake.utils import min_version, validate
+import sys
 
-from ran.config import read_yaml, validate_params
+from snakemake.utils import min_version
+
+from ran.config import ConfigError, read_yaml, validate_params
 
 min_version("9.0")
 
@@ -10,11 +12,15 @@ min_version("9.0")
 configfile: "params.yaml"
 
 
-# The file strictly first (Snakemake's own reading keeps the last of two equal keys; DVC refuses them), then the
-# schema (names the bad key), then the cross-key rules a schema cannot say; all before any job runs.
-read_yaml("params.yaml")
-validate(config, "workflow/schemas/params.schema.yaml", set_default=False)  # the schema has no defaults
-validate_params(config)
+# All before any job runs, each problem one line (a stop is `sys.exit(line)`, no traceback): the file strictly first
+# (Snakemake's own reading keeps the last of two equal keys; DVC refuses them), then the schema and the cross-key
+# rules on what Snakemake resolved (an unknown key says where it belongs).
+try:
+    ON_DISK = read_yaml("params.yaml")
+    validate_params(config, source="params.yaml" if config == ON_DISK else "params.yaml with the command line's "
+                    "--config/--configfile")
+except ConfigError as error:
+    sys.exit(str(error))
 
 
 include: "workflow/rules/common.smk"
@@ -23,7 +29,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 
 
-# The cost before the first job (dry runs included): images per run and the time at the recorded speeds.
+# The cost before the first job (dry runs and --lint included): images per run and the time at the recorded speeds.
 if workflow.is_main_process:
     from ran.plan import announce
 

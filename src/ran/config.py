@@ -30,35 +30,101 @@ def _key_path(path) -> str:
     return ".".join(str(part) for part in path) or "<top level>"
 
 
-def validate_params(params: dict) -> dict:
-    """Check `params` against the schema and the rules a schema cannot say; return it unchanged."""
+def did_you_mean(word: object, choices) -> str:
+    """' (did you mean X?)' for the closest of `choices` to a misspelt `word`, '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(choice) for choice in choices], n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _schema_places(schema: dict) -> dict[str, list[str]]:
+    """Every key the schema allows, mapped to the dotted places it may stand (`profiles.<name>.iterations`)."""
+    places: dict[str, list[str]] = {}
+
+    def walk(node: object, path: list[str]) -> None:
+        if not isinstance(node, dict):
+            return
+        if "$ref" in node:  # only local references (`#/$defs/...`) occur in the schema
+            target = schema
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            walk(target, path)
+        for key, sub in node.get("properties", {}).items():
+            place = ".".join([*path, key])
+            if place not in places.setdefault(key, []):
+                places[key].append(place)
+            walk(sub, [*path, key])
+        walk(node.get("additionalProperties"), [*path, "<name>"])
+        for branch in ("then", "else"):
+            walk(node.get(branch), path)
+        for alternative in node.get("anyOf", []) + node.get("oneOf", []):
+            walk(alternative, path)
+
+    walk(schema, [])
+    return places
+
+
+def _schema_problems(error, places: dict[str, list[str]]) -> list[str]:
+    """One line per problem of a jsonschema error; an unknown key says where it belongs, a typo the closest name."""
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = list(error.schema.get("properties", {}))
+        lines = []
+        for key in [key for key in error.instance if key not in allowed]:
+            here = "a top-level key" if where == "<top level>" else f"a key of {where}"
+            elsewhere = places.get(str(key), [])
+            if elsewhere:
+                lines.append(f"{key} is not {here}; it belongs under {' or '.join(elsewhere)}")
+            else:
+                lines.append(f"{key} is not {here}{did_you_mean(key, allowed)}; the keys there are "
+                             f"{', '.join(allowed)}")
+        return lines
+    if error.validator == "enum" and isinstance(error.instance, str):
+        return [f"{where}: {error.message}{did_you_mean(error.instance, error.validator_value)}"]
+    return [f"{where}: {error.message}"]
+
+
+def _invalid(source: str, problems: list[str]) -> ConfigError:
+    """One line for one problem; a count, then one line per problem, for several."""
+    if len(problems) == 1:
+        return ConfigError(f"{source} is invalid: {problems[0]}")
+    return ConfigError(f"{source} is invalid ({len(problems)} problems):\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def validate_params(params: dict, source: str = "params.yaml") -> dict:
+    """Check `params` against the schema and the rules a schema cannot say; return it unchanged.
+
+    `source` names where the values came from in the message (the Snakefile adds the command line's overrides).
+    """
     import jsonschema  # imported here: the CLI's light commands should not pay for it
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(params), key=lambda e: list(e.path))
     if errors:
-        lines = [f"  {_key_path(e.absolute_path)}: {e.message}" for e in errors]
-        raise ConfigError("params.yaml is invalid:\n" + "\n".join(lines))
+        places = _schema_places(schema)
+        raise _invalid(source, [line for error in errors for line in _schema_problems(error, places)])
     problems = []
     if params["profile"] not in params["profiles"]:
-        problems.append(f"  profile: {params['profile']!r} is not one of {sorted(params['profiles'])}")
+        problems.append(f"profile: {params['profile']!r} is not one of {sorted(params['profiles'])}"
+                        f"{did_you_mean(params['profile'], params['profiles'])}")
     noise = params["label_noise"]
     for run_id, run in params["runs"].items():
         level = run.get("noise", 0.0)
         if level and (run["dataset"] != noise["dataset"] or level not in noise["levels"]):
             problems.append(
-                f"  runs.{run_id}.noise: {level!r} needs label_noise.dataset == {run['dataset']!r} and the level "
+                f"runs.{run_id}.noise: {level!r} needs label_noise.dataset == {run['dataset']!r} and the level "
                 f"in label_noise.levels {noise['levels']}"
             )
     for name, profile in params["profiles"].items():
         if profile.get("checkpoint_every", 1) > profile["iterations"]:
-            problems.append(f"  profiles.{name}.checkpoint_every: larger than iterations ({profile['iterations']})")
+            problems.append(f"profiles.{name}.checkpoint_every: larger than iterations ({profile['iterations']})")
         unknown = [run_id for run_id in _listed_runs(profile) if run_id not in params["runs"]]
         if unknown:
-            problems.append(f"  profiles.{name}.runs: {unknown} are not runs of the matrix (`runs:` defines "
+            problems.append(f"profiles.{name}.runs: {unknown} are not runs of the matrix (`runs:` defines "
                             f"{len(params['runs'])}: {', '.join(params['runs'])})")
     if problems:
-        raise ConfigError("params.yaml is invalid:\n" + "\n".join(problems))
+        raise _invalid(source, problems)
     return params
 
 
@@ -115,7 +181,8 @@ def profile_name(params: dict, profile: str | None = None) -> str:
     """`profile`, or params.yaml's `profile` key; an error naming the defined profiles when it is unknown."""
     name = profile or params["profile"]
     if name not in params["profiles"]:
-        raise ConfigError(f"unknown profile {name!r}; params.yaml defines {sorted(params['profiles'])}")
+        raise ConfigError(f"unknown profile {name!r}{did_you_mean(name, params['profiles'])}; params.yaml defines "
+                          f"{sorted(params['profiles'])}")
     return name
 
 

@@ -1,0 +1,102 @@
+"""What a newcomer meets first (issue 19): the plan guard, refused overrides, local copies, one-line config errors,
+and the plan's estimates for networks without a recorded speed."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+
+import pytest
+
+import ran.plan as plan_module
+import workflow_dag as dag
+from ran.config import (
+    ConfigError,
+    validate_params,
+)
+
+RECORDS = "workflow/resources/records"
+
+
+def record(network: str, images_per_s: float, device="AMD EPYC CPU, 2 cores (tensorflow)", total=None, train=None):
+    """The fields of a record (ran.records) that the plan reads."""
+    summary = {"images_per_s": images_per_s, "total_wall_s": total, "train_wall_s": train}
+    return {"summary": summary, "device": device, "config": {"network": network}}
+
+
+@pytest.fixture
+def no_gpu(monkeypatch):
+    monkeypatch.setattr(plan_module, "_gpu_here", lambda: False)
+
+
+def run(args, cwd, **kwargs):
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def repo(root, tmp_path_factory):
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs git and a git checkout of the project")
+    return dag.copy_repo(root, tmp_path_factory.mktemp("front-door"))
+
+
+def edit_params(repo, tmp_path, change):
+    """A copy of `repo` whose params.yaml is `change(text)`."""
+    copied = dag.copy_repo(repo, tmp_path / "copy")
+    path = copied / "params.yaml"
+    text = path.read_text()
+    changed = change(text)
+    assert changed != text
+    path.write_text(changed)
+    return copied
+
+
+# 6. Schema errors: one line per problem, where the key belongs, the closest name.
+
+
+@pytest.mark.parametrize(("mutate", "line"), [
+    (lambda p: p.update(iterations=4),
+     "params.yaml is invalid: iterations is not a top-level key; it belongs under profiles.<name>.iterations"),
+    (lambda p: p.update(batch_size=4), "batch_size is not a top-level key; it belongs under training.batch_size or "
+                                       "profiles.<name>.batch_size"),
+    (lambda p: p["training"].update(iterations=4),
+     "iterations is not a key of training; it belongs under profiles.<name>.iterations"),
+    (lambda p: p.update(profile="quik"), "profile: 'quik' is not one of"),
+    (lambda p: p["runs"]["c10_a56_arl_mixed"].update(attention="mixd"), "(did you mean mixed?)"),
+    (lambda p: p["runs"]["c10_r164"].update(netwrok="resnet164"), "netwrok is not a key of runs.c10_r164 "
+                                                                  "(did you mean network?)"),
+])
+def test_a_config_error_is_one_line_saying_where_the_key_belongs(params, mutate, line):
+    bad = copy.deepcopy(params)
+    mutate(bad)
+    with pytest.raises(ConfigError) as caught:
+        validate_params(bad)
+    assert "\n" not in str(caught.value) and line in str(caught.value)
+
+
+def test_a_profile_typo_names_the_closest_profile(params):
+    with pytest.raises(ConfigError, match=r"\(did you mean quick\?\)$"):
+        validate_params({**params, "profile": "quik"})
+
+
+def test_several_problems_are_one_line_each(params):
+    bad = copy.deepcopy(params)
+    bad.update(iterations=4, seeds=[])
+    with pytest.raises(ConfigError) as caught:
+        validate_params(bad, source="params.yaml with the command line's --config/--configfile")
+    assert str(caught.value).splitlines() == [
+        "params.yaml with the command line's --config/--configfile is invalid (2 problems):",
+        "  iterations is not a top-level key; it belongs under profiles.<name>.iterations",
+        "  seeds: [] should be non-empty",
+    ]
+
+
+def test_a_wrong_key_on_the_command_line_prints_one_line_not_the_schema(repo):
+    result = run(["snakemake", "-n", "--config", "iterations=4"], repo, timeout=300)
+    assert result.returncode != 0
+    printed = (result.stdout + result.stderr).rstrip().splitlines()
+    assert printed[-1] == ("params.yaml with the command line's --config/--configfile is invalid: iterations is not "
+                           "a top-level key; it belongs under profiles.<name>.iterations")
+    assert len(printed) <= 4, printed  # Snakemake's own two lines (workflow profile, config extended) and ours
+    assert all("$schema" not in line and "additionalProperties" not in line for line in printed)
