@@ -8,12 +8,21 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 import ran.plan as plan_module
 import workflow_dag as dag
 from ran.config import (
     ConfigError,
     validate_params,
+)
+from ran.plan import (
+    DAY_S,
+    FORWARD_MACS,
+    build_plan,
+    plan_text,
+    recorded_overheads,
+    recorded_speeds,
 )
 
 RECORDS = "workflow/resources/records"
@@ -100,3 +109,42 @@ def test_a_wrong_key_on_the_command_line_prints_one_line_not_the_schema(repo):
                            "a top-level key; it belongs under profiles.<name>.iterations")
     assert len(printed) <= 4, printed  # Snakemake's own two lines (workflow profile, config extended) and ours
     assert all("$schema" not in line and "additionalProperties" not in line for line in printed)
+
+
+# 8. Estimates for networks without a recorded speed.
+
+
+def test_networks_without_a_speed_are_estimated_by_macs(params):
+    speeds = {"attention56": 100.0}
+    paper = build_plan(params, "paper", speeds)
+    a452 = next(row for row in paper["rows"] if row["network"] == "attention452")
+    assert a452["estimated_from"] == "attention56"
+    assert a452["images_per_s"] == pytest.approx(100.0 * 136_333_824 / 1_244_252_672)
+    assert paper["complete"] and paper["estimated"] == sum(r["network"] != "attention56" for r in paper["rows"])
+    text = plan_text(paper, gpu=False, source="records")
+    assert "no speed known" not in text and "(estimated from attention56 by MACs)" in text
+    assert f"{paper['estimated']} of 29 run(s) estimated by MACs" in text
+    # The nearest measured network in MACs is the base: ResNet-164 (248 M) for Attention-92 (239 M).
+    rows = build_plan(params, "paper", {"attention56": 100.0, "resnet164": 50.0})["rows"]
+    assert next(row for row in rows if row["network"] == "attention92")["estimated_from"] == "resnet164"
+
+
+def test_build_time_of_the_records_is_counted(params):
+    records = [record("attention56", 100.0, total=130.0, train=100.0),
+               record("attention56", 100.0, device="NVIDIA H100 (tensorflow)", total=900.0, train=100.0)]
+    assert recorded_overheads(records, gpu=False) == {"attention56": 30.0}
+    cpu = build_plan(params, "cpu", recorded_speeds(records, gpu=False), recorded_overheads(records, gpu=False))
+    assert [row["seconds"] for row in cpu["rows"]] == [1400 * 64 / 100.0 + 30.0] * 2
+    assert "model builds included" in plan_text(cpu, gpu=False, source="records")
+    smoke = build_plan(params, "smoke", {"attention56": 100.0}, {"attention56": 30.0})
+    assert smoke["known_seconds"] > 29 * 30.0 - 1  # 2 iterations a run: the builds are nearly all of it
+    assert smoke["known_seconds"] < DAY_S
+
+
+def test_the_macs_table_covers_every_network_and_matches_a_built_one(root):
+    schema = yaml.safe_load((root / "workflow/schemas/params.schema.yaml").read_text())
+    networks = schema["properties"]["runs"]["additionalProperties"]["properties"]["network"]["enum"]
+    assert set(FORWARD_MACS) == set(networks)
+    from ran.models import build_network, forward_macs
+
+    assert forward_macs(build_network("attention56", 10)) == FORWARD_MACS["attention56"] == 136_333_824

@@ -15,9 +15,9 @@ def test_cpu_speeds_give_times_and_a_gpu_sized_profile_is_announced(params):
     text = plan_text(cpu, gpu=False, source="records")
     assert "179,200 training images" in text and "estimated training time 23 min" in text and "WARNING" not in text
     paper = build_plan(params, "paper", speeds)
-    assert paper["images"] == 29 * 160_000 * 64 and not paper["complete"]
+    assert paper["images"] == 29 * 160_000 * 64 and paper["complete"] and paper["estimated"] == 22
     text = plan_text(paper, gpu=False, source="records")
-    assert "at least 26.9 days" in text and "WARNING: profile paper is sized for GPUs" in text
+    assert "22 of 29 run(s) estimated by MACs" in text and "WARNING: profile paper is sized for GPUs" in text
     assert "WARNING" not in plan_text(paper, gpu=True, source="records")
 
 

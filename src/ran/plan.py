@@ -3,14 +3,17 @@
     ran plan --profile paper          # also printed by every `snakemake` call (dry runs included) before any job
 
 Speeds come from the recorded runs (workflow/resources/records) on the same kind of device (GPU or CPU); a network
-without a record there gets no time, and the profile as a whole gets a lower bound at the fastest recorded speed.
-`--probe` measures each network here instead (`ran bench`: a compile and a few steps each; minutes on a CPU). A
-profile that would take more than a day on a machine without a GPU is announced with a warning.
+without a record there is estimated from the recorded network closest in forward MACs (images/s scaled by the MACs
+ratio; the row says so), and the build time of each seed's model (a record's total minus training wall time) is
+counted too. `--probe` measures each network here instead (`ran bench`: a build, a compile and a few steps each;
+minutes on a CPU). A profile that would take more than a day on a machine without a GPU is announced with a
+warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import subprocess
 import sys
 
@@ -19,16 +22,71 @@ from ran.runtime import has_gpu
 
 DAY_S = 86_400.0
 
+# Forward multiply-accumulates per 32x32 image (10 classes; attention networks with mixed attention and
+# encoder-decoder masks, as most runs of the matrix), measured once on 2026-12-02 with
+# `ran.models.forward_macs(ran.models.build_network(name, 10))`, the count `ran bench` reports: convolutions and the
+# classifier. A table, not a build: building a network imports Keras, which every `snakemake` call must not pay for.
+# tests/test_front_door.py rebuilds Attention-56 and checks its entry.
+FORWARD_MACS = {
+    "attention56": 136_333_824,
+    "attention92": 238_930_432,
+    "attention128": 341_527_040,
+    "attention164": 444_123_648,
+    "attention236": 649_316_864,
+    "attention452": 1_244_252_672,
+    "resnet164": 247_646_720,
+}
+
+
+def _on_gpu(record: dict) -> bool:
+    return "CPU," not in record["device"]
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
 
 def recorded_speeds(records: list[dict], gpu: bool) -> dict[str, float]:
     """Median training images/s per network over the records made on this kind of device."""
     found: dict[str, list[float]] = {}
     for record in records:
         speed = record["summary"].get("images_per_s")
-        on_gpu = "CPU," not in record["device"]
-        if speed and on_gpu == gpu:
+        if speed and _on_gpu(record) == gpu:
             found.setdefault(record["config"]["network"], []).append(float(speed))
-    return {network: sorted(values)[len(values) // 2] for network, values in found.items()}
+    return {network: _median(values) for network, values in found.items()}
+
+
+def recorded_overheads(records: list[dict], gpu: bool) -> dict[str, float]:
+    """Median seconds per seed outside the training loop (model build, data loading) per network, where recorded."""
+    found: dict[str, list[float]] = {}
+    for record in records:
+        total, train = record["summary"].get("total_wall_s"), record["summary"].get("train_wall_s")
+        if total is not None and train is not None and total >= train and _on_gpu(record) == gpu:
+            found.setdefault(record["config"]["network"], []).append(float(total) - float(train))
+    return {network: _median(values) for network, values in found.items()}
+
+
+def nearest_by_macs(network: str, known) -> str | None:
+    """The network of `known` closest to `network` in forward MACs (by ratio), None if none can be compared."""
+    known = [name for name in known if name in FORWARD_MACS]
+    if network not in FORWARD_MACS or not known:
+        return None
+    return min(known, key=lambda name: (abs(math.log(FORWARD_MACS[name] / FORWARD_MACS[network])), name))
+
+
+def network_cost(network: str, speeds: dict[str, float], overheads: dict[str, float]):
+    """(images/s, seconds per seed outside training, the network it was estimated from or None) for `network`.
+
+    A network without a speed of its own takes the speed of the nearest measured one scaled by their MACs ratio,
+    and its overhead likewise (build time grows with the network); (None, 0, None) when nothing can be compared.
+    """
+    if network in speeds:
+        return speeds[network], overheads.get(network, 0.0), None
+    base = nearest_by_macs(network, speeds)
+    if base is None:
+        return None, 0.0, None
+    ratio = FORWARD_MACS[base] / FORWARD_MACS[network]
+    return speeds[base] * ratio, overheads.get(base, 0.0) / ratio, base
 
 
 def duration(seconds: float) -> str:
@@ -39,23 +97,51 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
 
 
-def build_plan(params: dict, profile: str | None, speeds: dict[str, float]) -> dict:
-    """Per selected run: images to process and the estimated seconds (None without a speed for its network)."""
+def build_plan(params: dict, profile: str | None, speeds: dict[str, float], overheads: dict[str, float] | None = None,
+               runs=None) -> dict:
+    """Per selected run (only those of `runs` if given): images to process and the estimated seconds.
+
+    `seconds` is None for a run whose network can be neither measured nor estimated; `estimated_from` names the
+    network whose speed was scaled by MACs, None for a measured one.
+    """
+    overheads = overheads or {}
     training = resolve_profile(params, profile)
     seeds = len(params["seeds"])
     rows = []
     for run_id in selected_runs(params, training["name"]):
+        if runs is not None and run_id not in runs:
+            continue
         run = run_config(params, run_id)
         images = int(training["iterations"]) * int(training["batch_size"]) * seeds
-        speed = speeds.get(run["network"])
+        speed, overhead, base = network_cost(run["network"], speeds, overheads)
         rows.append({"run": run_id, "network": run["network"], "images": images, "images_per_s": speed,
-                     "seconds": images / speed if speed else None})
+                     "estimated_from": base, "overhead_s": seeds * overhead,
+                     "seconds": images / speed + seeds * overhead if speed else None})
     total = sum(row["images"] for row in rows)
     known = [row["seconds"] for row in rows if row["seconds"] is not None]
     fastest = max(speeds.values()) if speeds else None
     return {"profile": training["name"], "iterations": training["iterations"], "batch_size": training["batch_size"],
             "seeds": seeds, "rows": rows, "images": total, "known_seconds": sum(known),
-            "complete": len(known) == len(rows), "lower_bound_seconds": total / fastest if fastest else None}
+            "complete": len(known) == len(rows), "estimated": sum(1 for row in rows if row["estimated_from"]),
+            "lower_bound_seconds": total / fastest if fastest else None}
+
+
+def worst_seconds(plan: dict) -> float | None:
+    """The plan's time: the sum when every run has one, else the lower bound (None without any speed)."""
+    return plan["known_seconds"] if plan["complete"] else plan["lower_bound_seconds"]
+
+
+def too_long(plan: dict, gpu: bool) -> bool:
+    """More than a day of training on a machine without a GPU."""
+    worst = worst_seconds(plan)
+    return not gpu and worst is not None and worst > DAY_S
+
+
+def _when(row: dict) -> str:
+    if row["seconds"] is None:
+        return "no speed known for this network here"
+    estimated = f" (estimated from {row['estimated_from']} by MACs)" if row["estimated_from"] else ""
+    return f"{row['images_per_s']:.0f} images/s -> {duration(row['seconds'])}{estimated}"
 
 
 def plan_text(plan: dict, gpu: bool, source: str) -> str:
@@ -63,41 +149,22 @@ def plan_text(plan: dict, gpu: bool, source: str) -> str:
     lines = [f"plan: profile {plan['profile']}: {len(plan['rows'])} run(s) x {plan['seeds']} seed(s) x "
              f"{plan['iterations']} iterations x batch {plan['batch_size']} = {plan['images']:,} training images "
              f"(this machine: {device}; speeds: {source})"]
-    for row in plan["rows"]:
-        when = (f"{row['images_per_s']:.0f} images/s -> {duration(row['seconds'])}" if row["seconds"] is not None
-                else "no speed known for this network here")
-        lines.append(f"plan:   {row['run']:<28} {row['network']:<12} {row['images']:>13,} images  {when}")
-    if plan["complete"]:
-        lines.append(f"plan: estimated training time {duration(plan['known_seconds'])} (one job at a time)")
+    lines += [f"plan:   {row['run']:<28} {row['network']:<12} {row['images']:>13,} images  {_when(row)}"
+              for row in plan["rows"]]
+    builds = "model builds included; " if any(row["overhead_s"] for row in plan["rows"]) else ""
+    if plan["complete"] and plan["rows"]:
+        estimated = (f"; {plan['estimated']} of {len(plan['rows'])} run(s) estimated by MACs from measured networks"
+                     if plan["estimated"] else "")
+        lines.append(f"plan: estimated training time {duration(plan['known_seconds'])} ({builds}one job at a "
+                     f"time{estimated})")
     elif plan["lower_bound_seconds"] is not None:
         lines.append(f"plan: estimated training time at least {duration(plan['lower_bound_seconds'])} (every run at "
                      f"the fastest recorded speed; `ran plan --probe` measures each network)")
-    worst = plan["known_seconds"] if plan["complete"] else plan["lower_bound_seconds"]
-    if not gpu and worst is not None and worst > DAY_S:
+    if too_long(plan, gpu):
         lines.append(f"plan: WARNING: profile {plan['profile']} is sized for GPUs: on this machine it needs "
-                     f"{'at least ' if not plan['complete'] else ''}{duration(worst)}. Try `--config profile=cpu` "
-                     f"(real data, minutes to hours) or `profile=smoke`, or run on a GPU.")
+                     f"{'at least ' if not plan['complete'] else ''}{duration(worst_seconds(plan))}. Try "
+                     f"`--config profile=cpu` (real data, minutes to hours) or `profile=smoke`, or run on a GPU.")
     return "\n".join(lines)
-
-
-def probe_speeds(params: dict, profile: str | None) -> dict[str, float]:
-    """Training images/s of each selected network measured here with `ran bench` (3 steps after compiling)."""
-    import json
-    import tempfile
-    from pathlib import Path
-
-    training = resolve_profile(params, profile)
-    speeds = {}
-    networks = sorted({run_config(params, run_id)["network"] for run_id in selected_runs(params, training["name"])})
-    for network in networks:
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder) / "bench.json"
-            subprocess.run([sys.executable, "-m", "ran.cli", "bench", "--network", network, "--batch-size",
-                            str(training["batch_size"]), "--precision", training["mixed_precision"], "--steps", "3",
-                            "--repeats", "1", "--out", str(out)], check=True, capture_output=True)
-            speeds[network] = json.loads(out.read_text())["train_images_per_s"]
-        print(f"plan: probed {network}: {speeds[network]:.1f} images/s", file=sys.stderr)
-    return speeds
 
 
 def announce(params: dict, profile: str, records_dir: str) -> None:
@@ -106,11 +173,36 @@ def announce(params: dict, profile: str, records_dir: str) -> None:
 
     try:
         gpu = has_gpu()
-        speeds = recorded_speeds(load_records(records_dir), gpu)
+        records = load_records(records_dir)
+        speeds, overheads = recorded_speeds(records, gpu), recorded_overheads(records, gpu)
         source = f"recorded runs on a {'GPU' if gpu else 'CPU'}"
-        print(plan_text(build_plan(params, profile, speeds), gpu, source), file=sys.stderr)
+        print(plan_text(build_plan(params, profile, speeds, overheads), gpu, source), file=sys.stderr)
     except Exception as error:  # noqa: BLE001 (an estimate must never cost a run)
         print(f"plan: no estimate ({type(error).__name__}: {error})", file=sys.stderr)
+
+
+def probe_speeds(params: dict, profile: str | None) -> tuple[dict[str, float], dict[str, float]]:
+    """Training images/s of each selected network measured here with `ran bench` (3 steps after compiling), and
+    the seconds of its build and first (compiling) step."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    training = resolve_profile(params, profile)
+    speeds, overheads = {}, {}
+    networks = sorted({run_config(params, run_id)["network"] for run_id in selected_runs(params, training["name"])})
+    for network in networks:
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "bench.json"
+            subprocess.run([sys.executable, "-m", "ran.cli", "bench", "--network", network, "--batch-size",
+                            str(training["batch_size"]), "--precision", training["mixed_precision"], "--steps", "3",
+                            "--repeats", "1", "--out", str(out)], check=True, capture_output=True)
+            result = json.loads(out.read_text())
+        speeds[network] = result["train_images_per_s"]
+        overheads[network] = float(result.get("build_s", 0.0)) + float(result.get("compile_s", 0.0))
+        print(f"plan: probed {network}: {speeds[network]:.1f} images/s, build and compile "
+              f"{overheads[network]:.0f} s", file=sys.stderr)
+    return speeds, overheads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,11 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         if args.probe:
-            speeds, source = probe_speeds(params, args.profile), "measured now by `ran bench`"
+            (speeds, overheads), source = probe_speeds(params, args.profile), "measured now by `ran bench`"
         else:
-            speeds = recorded_speeds(load_records(args.records), gpu)
+            records = load_records(args.records)
+            speeds, overheads = recorded_speeds(records, gpu), recorded_overheads(records, gpu)
             source = f"recorded runs on a {'GPU' if gpu else 'CPU'} ({args.records})"
-        print(plan_text(build_plan(params, args.profile, speeds), gpu, source))
+        print(plan_text(build_plan(params, args.profile, speeds, overheads), gpu, source))
     except (ConfigError, RecordError) as error:
         parser.exit(1, f"ran plan: {error}\n")
     return 0
