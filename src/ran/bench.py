@@ -101,7 +101,7 @@ def benchmark(args) -> dict:
 
     build = _timed_result(lambda: _build(keras, build_network, build_trained_model, policy, args))
     network, model, inference = build["value"]
-    training = {**TRAINING, "pad": TRAINING["pad"] if args.augment else 0, "flip": args.augment}
+    training = bench_config(args)
     compile_for_training(model, training, jit)
     if args.steps_per_execution > 1:
         model.steps_per_execution = args.steps_per_execution  # read when the train function is first made
@@ -155,6 +155,16 @@ def benchmark(args) -> dict:
         "libraries": provenance.library_versions(),
         "load_average": list(os.getloadavg()), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def bench_config(args):
+    """The trainer's typed configuration for this benchmark (the fields that do not shape the step are nominal)."""
+    from ran.train.settings import TrainingConfig
+
+    return TrainingConfig.from_dict({**TRAINING, "pad": TRAINING["pad"] if args.augment else 0, "flip": args.augment,
+                                     "batch_size": args.batch_size, "mixed_precision": args.precision,
+                                     "jit": CHOICES[args.jit], "log_every": args.steps,
+                                     "checkpoint_every": args.steps})
 
 
 def _build(keras, build_network, build_trained_model, policy, args):
