@@ -5,6 +5,10 @@ import hashlib
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 import zipfile
 
 import numpy as np
@@ -15,8 +19,10 @@ from ran.data import DataError
 from ran.data.prepare import load_manifest, load_split, prepare
 from ran.data.synthetic import write_synthetic_archive
 from ran.evaluate import load_trained_model
+from ran.locks import LockHeld, hold_lock
 from ran.train.checkpoint import identity_changes
 from ran.train.loop import Interrupted
+from ran.train.run import main as train_main
 from test_train_loop import TRAINING, train, weights
 
 
@@ -159,3 +165,51 @@ def test_a_truncated_keras_file_is_still_called_corrupt(tmp_path):
     path.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"cannot be read as a Keras model .*; it is truncated or corrupt"):
         load_trained_model(path)
+
+
+HOLDER = textwrap.dedent("""
+    import sys
+    import time
+
+    from ran.locks import hold_lock
+
+    with hold_lock(sys.argv[1]):
+        print("held", flush=True)
+        time.sleep(120)
+""")
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """Another process holding the lock of `tmp_path/ckpt` (the run's checkpoint folder), killed at the end."""
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "ckpt")], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline() == "held\n"
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_second_holder_of_a_run_lock_fails_at_once_naming_the_first(tmp_path, holder):
+    with pytest.raises(LockHeld) as refused:
+        hold_lock(tmp_path / "ckpt")
+    message = str(refused.value)
+    assert f"pid {holder.pid} ({sys.executable} {tmp_path / 'holder.py'} {tmp_path / 'ckpt'})" in message, message
+    assert "wait for it to finish or stop it" in message and "\n" not in message
+    holder.send_signal(signal.SIGKILL)  # a crash: the kernel drops the lock with the process
+    holder.wait()
+    with hold_lock(tmp_path / "ckpt"):
+        assert json.loads((tmp_path / "ckpt" / ".lock").read_text())["command"] == " ".join(sys.orig_argv)
+
+
+def test_ran_train_of_a_locked_run_stops_in_one_line(tmp_path, root, holder, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # refused before any data is read: no prepared folder is needed
+        train_main(["--params", str(root / "params.yaml"), "--profile", "smoke", "--run", "c10_a56_arl_mixed",
+                    "--prepared", str(tmp_path / "prepared"), "--out", str(tmp_path / "models"),
+                    "--checkpoints", str(tmp_path / "ckpt"), "--no-progress"])
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and "\n" not in message, message
+    assert message.startswith(f"ran train: {tmp_path / 'ckpt' / '.lock'} is held by pid {holder.pid} (")
+    assert not (tmp_path / "models").exists(), "nothing was trained"

@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ran.config import ConfigError, load_params, resolve_profile, run_config, selected_runs
     from ran.data import DataError
+    from ran.locks import LockHeld, hold_lock
     from ran.train import TrainingDiverged
 
     try:
@@ -151,13 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             path = mark_not_selected(args.out, run["run"], training["name"], selected)
             print(f"train: {run['run']} is not selected by profile {training['name']!r}: nothing to train ({path})")
             return 0
-        (Path(args.out) / NOT_SELECTED).unlink(missing_ok=True)
         from ran.runtime import prepare_runtime
 
-        prepare_runtime(params.get("jobs_per_gpu", 1))  # before Keras loads: a GPU slot, memory as needed, logs
-        records = train_run(run, training, args.seeds or params["seeds"], args.prepared, args.noisy, args.out,
-                            args.checkpoints, progress=not args.no_progress)
-    except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged) as error:
+        with hold_lock(args.checkpoints):  # the whole training: a second engine on this run stops at once
+            (Path(args.out) / NOT_SELECTED).unlink(missing_ok=True)
+            prepare_runtime(params.get("jobs_per_gpu", 1))  # before Keras loads: a GPU slot, memory as needed, logs
+            records = train_run(run, training, args.seeds or params["seeds"], args.prepared, args.noisy, args.out,
+                                args.checkpoints, progress=not args.no_progress)
+    except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged, LockHeld) as error:
         parser.exit(1, f"ran train: {error}\n")
     except OSError as error:  # e.g. the disk is full: one line, and the last checkpoint is still there
         parser.exit(1, f"ran train: cannot write {error.filename or 'a file'}: {error.strerror or error}. Free the "
