@@ -4,7 +4,7 @@ import sys
 
 from snakemake.utils import min_version
 
-from ran.config import ConfigError, read_yaml, validate_params
+from ran.config import ConfigError, flag, read_yaml, validate_params
 
 min_version("9.0")
 
@@ -17,10 +17,12 @@ configfile: "params.yaml"
 # rules on what Snakemake resolved (an unknown key says where it belongs).
 try:
     ON_DISK = read_yaml("params.yaml")
+    config.update(flag(config, "allow_long"))  # `--config allow_long=true` arrives as the string 'true'
     validate_params(config, source="params.yaml" if config == ON_DISK else "params.yaml with the command line's "
                     "--config/--configfile")
 except ConfigError as error:
     sys.exit(str(error))
+ALLOW_LONG = bool(config.get("allow_long", False))
 
 
 include: "workflow/rules/common.smk"
@@ -33,7 +35,18 @@ include: "workflow/rules/report.smk"
 if workflow.is_main_process:
     from ran.plan import announce
 
-    announce(config, PROFILE, RECORDS)
+    announce(config, PROFILE, RECORDS, allow_long=ALLOW_LONG)
+
+
+# A real run (not -n, --touch, --lint or a cluster submission) on a machine without GPU stops here, after the DAG
+# and before its first job, when what it would train needs more than a day (ran.plan.guard; `allow_long` goes on).
+onstart:
+    if workflow.is_main_process and workflow.local_exec and not workflow.touch:
+        from ran.plan import guard
+
+        stop = guard(config, PROFILE, RECORDS, runs=runs_to_train(workflow), allow_long=ALLOW_LONG)
+        if stop:
+            sys.exit(stop)
 
 
 rule all:

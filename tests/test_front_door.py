@@ -14,15 +14,20 @@ import ran.plan as plan_module
 import workflow_dag as dag
 from ran.config import (
     ConfigError,
+    flag,
     validate_params,
 )
 from ran.plan import (
     DAY_S,
     FORWARD_MACS,
+    announce,
     build_plan,
+    duration,
+    guard,
     plan_text,
     recorded_overheads,
     recorded_speeds,
+    worst_seconds,
 )
 
 RECORDS = "workflow/resources/records"
@@ -59,6 +64,77 @@ def edit_params(repo, tmp_path, change):
     assert changed != text
     path.write_text(changed)
     return copied
+
+
+# 1. The plan guard.
+
+
+def test_a_gpu_sized_plan_stops_in_one_line_naming_the_profiles_that_fit(params, root, no_gpu):
+    stop = guard(params, "paper", str(root / RECORDS))
+    assert stop is not None and "\n" not in stop
+    assert stop.startswith("plan: stopped before the first job: profile paper needs ")
+    assert "`--config profile=smoke`" in stop and "`profile=cpu`:" in stop and "`profile=cpu_fast`:" in stop
+    assert "`profile=fast`" not in stop and "`profile=quick`" not in stop  # GPU-sized profiles are no alternative
+    assert "run on a GPU" in stop and stop.endswith("go ahead anyway with `--config allow_long=true`")
+    assert guard(params, "paper", str(root / RECORDS), allow_long=True) is None
+    assert guard(params, "cpu", str(root / RECORDS)) is None
+    assert guard(params, "paper", str(root / RECORDS), runs=[]) is None  # nothing left to train: no stop
+    one = guard(params, "paper", str(root / RECORDS), runs=["c10_a56_arl_mixed"])  # only what this call trains
+    _, speeds, overheads = plan_module._recorded(str(root / RECORDS))
+    alone = build_plan(params, "paper", speeds, overheads, runs=["c10_a56_arl_mixed"])
+    assert one is not None and f"needs {duration(worst_seconds(alone))} of training" in one and one != stop
+
+
+def test_the_guard_never_stops_on_a_gpu_or_without_an_estimate(params, root, monkeypatch, tmp_path):
+    monkeypatch.setattr(plan_module, "_gpu_here", lambda: True)
+    assert guard(params, "paper", str(root / RECORDS)) is None  # GPU records: none, so no estimate either
+    monkeypatch.setattr(plan_module, "_gpu_here", lambda: False)
+    assert guard(params, "paper", str(tmp_path / "no-records")) is None
+
+
+def test_announce_prints_one_line_per_network_for_a_large_matrix(params, root, no_gpu, capsys):
+    announce(params, "paper", str(root / RECORDS))
+    lines = capsys.readouterr().err.splitlines()
+    networks = {run["network"] for run in params["runs"].values()}
+    assert len(lines) == 1 + len(networks) + 3, lines  # header, networks, "ran plan lists", total, warning
+    assert "`ran plan --profile paper` lists every run" in lines[-3]
+    assert lines[-1].startswith("plan: WARNING") and "unless `--config allow_long=true`" in lines[-1]
+    announce(params, "paper", str(root / RECORDS), allow_long=True)
+    assert capsys.readouterr().err.splitlines()[-1].startswith("plan: allow_long is set: going ahead with ")
+    announce(params, "cpu", str(root / RECORDS))
+    assert sum("c10_a56_" in line for line in capsys.readouterr().err.splitlines()) == 2  # few runs: each shown
+
+
+def test_ran_plan_lists_every_run(params, root, capsys):
+    assert plan_module.main(["--params", str(root / "params.yaml"), "--profile", "paper",
+                             "--records", str(root / RECORDS)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"plan:   {run_id} " in out for run_id in params["runs"])
+
+
+def test_a_real_run_of_a_gpu_sized_profile_stops_before_its_first_job(repo, tmp_path):
+    if plan_module.has_gpu():
+        pytest.skip("the guard only stops a machine without a GPU")
+    # Should the guard fail, the first job (a download) fails at once instead of fetching CIFAR.
+    copied = edit_params(repo, tmp_path, lambda text: text.replace("url: https://www.cs.toronto.edu/~kriz/",
+                                                                   f"url: file://{tmp_path}/absent/"))
+    dry = run(["snakemake", "-n", "--cores", "1"], copied, timeout=300)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    printed = dry.stdout + dry.stderr
+    assert printed.count("plan: profile paper:") == 1 and "plan: stopped" not in printed
+    assert sum(line.startswith("plan:") for line in printed.splitlines()) <= 12
+    result = run(["snakemake", "--cores", "1"], copied, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.rstrip().splitlines()[-1].startswith("plan: stopped before the first job: profile paper")
+    assert "rule download" not in result.stdout + result.stderr and not (copied / "data").exists()
+
+
+def test_allow_long_from_the_command_line_is_a_boolean(params):
+    assert flag({**params, "allow_long": "true"}, "allow_long")["allow_long"] is True
+    assert flag({**params, "allow_long": "False"}, "allow_long")["allow_long"] is False
+    validate_params(flag({**params, "allow_long": "true"}, "allow_long"))
+    with pytest.raises(ConfigError, match="allow_long: 'maybe' is not of type 'boolean'"):
+        validate_params(flag({**params, "allow_long": "maybe"}, "allow_long"))
 
 
 # 6. Schema errors: one line per problem, where the key belongs, the closest name.

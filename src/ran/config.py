@@ -177,6 +177,17 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return validate_params(params)
 
 
+TRUE_WORDS, FALSE_WORDS = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def flag(params: dict, key: str) -> dict:
+    """`params` with `params[key]`, when a word (`--config allow_long=true` arrives as the string 'true'), as a bool."""
+    value = params.get(key)
+    if isinstance(value, str) and value.lower() in TRUE_WORDS | FALSE_WORDS:
+        return {**params, key: value.lower() in TRUE_WORDS}
+    return params
+
+
 def profile_name(params: dict, profile: str | None = None) -> str:
     """`profile`, or params.yaml's `profile` key; an error naming the defined profiles when it is unknown."""
     name = profile or params["profile"]

@@ -1,18 +1,19 @@
 """`ran plan`: what a profile will cost before it runs: images per run and in all, and the time it takes here.
 
-    ran plan --profile paper          # also printed by every `snakemake` call (dry runs included) before any job
+    ran plan --profile paper          # every `snakemake` call prints a short form of this before any job
 
 Speeds come from the recorded runs (workflow/resources/records) on the same kind of device (GPU or CPU); a network
 without a record there is estimated from the recorded network closest in forward MACs (images/s scaled by the MACs
 ratio; the row says so), and the build time of each seed's model (a record's total minus training wall time) is
 counted too. `--probe` measures each network here instead (`ran bench`: a build, a compile and a few steps each;
 minutes on a CPU). A profile that would take more than a day on a machine without a GPU is announced with a
-warning.
+warning, and the workflow stops before its first job unless `--config allow_long=true` (Snakefile, `guard`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from ran.config import ConfigError, load_params, resolve_profile, run_config, se
 from ran.runtime import has_gpu
 
 DAY_S = 86_400.0
+FULL_TABLE_RUNS = 8  # a longer plan prints one line per network in the workflow; `ran plan` always lists every run
 
 # Forward multiply-accumulates per 32x32 image (10 classes; attention networks with mixed attention and
 # encoder-decoder masks, as most runs of the matrix), measured once on 2026-12-02 with
@@ -137,20 +139,35 @@ def too_long(plan: dict, gpu: bool) -> bool:
     return not gpu and worst is not None and worst > DAY_S
 
 
-def _when(row: dict) -> str:
+def _when(row: dict, each: str = "") -> str:
     if row["seconds"] is None:
         return "no speed known for this network here"
     estimated = f" (estimated from {row['estimated_from']} by MACs)" if row["estimated_from"] else ""
-    return f"{row['images_per_s']:.0f} images/s -> {duration(row['seconds'])}{estimated}"
+    return f"{row['images_per_s']:.0f} images/s -> {duration(row['seconds'])}{each}{estimated}"
 
 
-def plan_text(plan: dict, gpu: bool, source: str) -> str:
+def _network_lines(plan: dict) -> list[str]:
+    """One line per network, the slowest first: the rows of one network differ only by their id."""
+    groups: dict[str, list[dict]] = {}
+    for row in plan["rows"]:
+        groups.setdefault(row["network"], []).append(row)
+    order = sorted(groups, key=lambda network: -(groups[network][0]["seconds"] or 0.0))
+    lines = [f"plan:   {network:<12} {len(groups[network]):>2} run(s) x {groups[network][0]['images']:,} images  "
+             f"{_when(groups[network][0], ' each')}" for network in order]
+    return lines + [f"plan:   (`ran plan --profile {plan['profile']}` lists every run)"]
+
+
+def plan_text(plan: dict, gpu: bool, source: str, full: bool = True) -> str:
+    """The plan; `full=False` prints one line per network instead of per run when there are many runs."""
     device = "a GPU" if gpu else "no GPU"
     lines = [f"plan: profile {plan['profile']}: {len(plan['rows'])} run(s) x {plan['seeds']} seed(s) x "
              f"{plan['iterations']} iterations x batch {plan['batch_size']} = {plan['images']:,} training images "
              f"(this machine: {device}; speeds: {source})"]
-    lines += [f"plan:   {row['run']:<28} {row['network']:<12} {row['images']:>13,} images  {_when(row)}"
-              for row in plan["rows"]]
+    if full or len(plan["rows"]) <= FULL_TABLE_RUNS:
+        lines += [f"plan:   {row['run']:<28} {row['network']:<12} {row['images']:>13,} images  {_when(row)}"
+                  for row in plan["rows"]]
+    else:
+        lines += _network_lines(plan)
     builds = "model builds included; " if any(row["overhead_s"] for row in plan["rows"]) else ""
     if plan["complete"] and plan["rows"]:
         estimated = (f"; {plan['estimated']} of {len(plan['rows'])} run(s) estimated by MACs from measured networks"
@@ -163,22 +180,71 @@ def plan_text(plan: dict, gpu: bool, source: str) -> str:
     if too_long(plan, gpu):
         lines.append(f"plan: WARNING: profile {plan['profile']} is sized for GPUs: on this machine it needs "
                      f"{'at least ' if not plan['complete'] else ''}{duration(worst_seconds(plan))}. Try "
-                     f"`--config profile=cpu` (real data, minutes to hours) or `profile=smoke`, or run on a GPU.")
+                     f"`--config profile=cpu` (real data, minutes to hours) or `profile=smoke`, or run on a GPU; "
+                     f"snakemake stops before its first job unless `--config allow_long=true`.")
     return "\n".join(lines)
 
 
-def announce(params: dict, profile: str, records_dir: str) -> None:
-    """Print the plan to stderr (the Snakefile calls this once per `snakemake` call); never stops the workflow."""
+def stop_line(params: dict, plan: dict, speeds: dict[str, float], overheads: dict[str, float]) -> str:
+    """The one line that stops a GPU-sized workflow on a CPU: the cost, the profiles that fit, the way past it."""
+    fits = []
+    for name in params["profiles"]:
+        if name == plan["profile"]:
+            continue
+        other = build_plan(params, name, speeds, overheads)
+        seconds = worst_seconds(other)
+        if other["complete"] and seconds is not None and seconds <= DAY_S:
+            fits.append(f"`{'--config ' if not fits else ''}profile={name}`: {duration(seconds)}")
+    listed = f"{', '.join(fits[:-1])} or {fits[-1]}" if len(fits) > 1 else "".join(fits)
+    sized = f"a profile sized for it ({listed})" if fits else "a smaller profile"
+    bound = "" if plan["complete"] else "at least "
+    return (f"plan: stopped before the first job: profile {plan['profile']} needs {bound}"
+            f"{duration(worst_seconds(plan))} of training on this machine, which has no GPU; run {sized}, run on a "
+            f"GPU, or go ahead anyway with `--config allow_long=true`")
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_here() -> bool:
+    return has_gpu()
+
+
+def _recorded(records_dir: str):
     from ran.records import load_records
 
+    gpu = _gpu_here()
+    records = load_records(records_dir)
+    return gpu, recorded_speeds(records, gpu), recorded_overheads(records, gpu)
+
+
+def announce(params: dict, profile: str, records_dir: str, allow_long: bool = False) -> None:
+    """Print the plan to stderr, one line per network when it has many runs (the Snakefile calls this once per
+    `snakemake` call, dry runs and --lint included); never stops the workflow (`guard` does, before the first job)."""
     try:
-        gpu = has_gpu()
-        records = load_records(records_dir)
-        speeds, overheads = recorded_speeds(records, gpu), recorded_overheads(records, gpu)
+        gpu, speeds, overheads = _recorded(records_dir)
         source = f"recorded runs on a {'GPU' if gpu else 'CPU'}"
-        print(plan_text(build_plan(params, profile, speeds, overheads), gpu, source), file=sys.stderr)
+        plan = build_plan(params, profile, speeds, overheads)
+        text = plan_text(plan, gpu, source, full=False)
+        if allow_long and too_long(plan, gpu):
+            text = text.rsplit("\n", 1)[0] + (f"\nplan: allow_long is set: going ahead with "
+                                              f"{duration(worst_seconds(plan))} of training on a machine without GPU")
+        print(text, file=sys.stderr)
     except Exception as error:  # noqa: BLE001 (an estimate must never cost a run)
         print(f"plan: no estimate ({type(error).__name__}: {error})", file=sys.stderr)
+
+
+def guard(params: dict, profile: str, records_dir: str, runs=None, allow_long: bool = False) -> str | None:
+    """The line to stop with when the runs about to train (`runs`; None: every selected run) need more than a day
+    on this machine and it has no GPU; None to go ahead (a GPU, a short plan, `allow_long`, or no estimate)."""
+    if allow_long:
+        return None
+    try:
+        gpu, speeds, overheads = _recorded(records_dir)
+        plan = build_plan(params, profile, speeds, overheads, runs=runs)
+        return stop_line(params, plan, speeds, overheads) if too_long(plan, gpu) else None
+    except Exception as error:  # noqa: BLE001 (a broken estimate is announced, never a reason to stop)
+        print(f"plan: no estimate, so no check of the plan's length ({type(error).__name__}: {error})",
+              file=sys.stderr)
+        return None
 
 
 def probe_speeds(params: dict, profile: str | None) -> tuple[dict[str, float], dict[str, float]]:

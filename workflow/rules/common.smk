@@ -52,6 +52,15 @@ def final_targets():
     return [f"{RESULTS}/report/report.html"]
 
 
+def runs_to_train(workflow):
+    """Selected runs whose train job this call will run (the plan guard's scope); all selected ones if the DAG
+    cannot say (its job API is Snakemake's internal one)."""
+    try:
+        return [job.wildcards.run for job in workflow.dag.needrun_jobs() if job.rule.name == "train"]
+    except Exception:  # noqa: BLE001
+        return SELECTED
+
+
 def parent(path, levels=1):
     """The folder `levels` above `path`: commands take folders whose files the rules list one by one."""
     return str(Path(path).parents[levels - 1])
