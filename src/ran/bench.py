@@ -242,10 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.network != "resnet164":  # record the paper's defaults that build_network would pick
         args.attention, args.learning = args.attention or "mixed", args.learning or "ARL"
         args.mask = args.mask or "encoder_decoder"
-    from ran.runtime import prepare_runtime
+    from ran.runtime import check_device_visible, prepare_runtime
 
     prepare_runtime(int(os.environ.get("RAN_JOBS_PER_GPU", "1")))  # before Keras: a GPU slot, memory, logs
     try:
+        check_device_visible()
         result = benchmark(args)
     except ValueError as error:
         parser.exit(1, f"ran bench: {error}\n")

@@ -10,6 +10,10 @@ Only defaults: a variable the user set is left alone.
 - Logs: on a machine without an NVIDIA GPU, TensorFlow's failed CUDA initialisation is noise in every job's log
   ("failed call to cuInit"), so its C++ log level is raised to errors-off there (3); with a GPU it stays at 2
   (warnings off, errors on).
+
+After the framework loads, `check_device_visible` stops a job on a GPU machine whose framework sees no GPU (a
+CPU-only jaxlib, a TensorFlow without its CUDA libraries): it would train at CPU speed, and say so only in a log
+line that the log level above hides.
 """
 
 from __future__ import annotations
@@ -60,3 +64,68 @@ def prepare_runtime(jobs_per_gpu: int = 1) -> dict[str, str]:
     if assign_gpu(jobs_per_gpu) is not None:
         chosen["CUDA_VISIBLE_DEVICES"] = os.environ["CUDA_VISIBLE_DEVICES"]
     return chosen
+
+
+# One documented install per backend that brings a CUDA build (pyproject.toml extras).
+CUDA_INSTALL = {"tensorflow": "pip install -e '.[gpu]'", "jax": "pip install -e '.[jax-gpu]'"}
+NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")
+
+
+class DeviceNotVisible(ValueError):
+    """A GPU machine whose framework sees no GPU. A ValueError, so every command's `main` reports it as the one
+    line it prints for a bad configuration, and exits 1."""
+
+
+def proc_gpus() -> int:
+    """Entries of /proc/driver/nvidia/gpus: the NVIDIA kernel driver's GPUs, there even without nvidia-smi."""
+    try:
+        return sum(1 for _ in NVIDIA_PROC.iterdir())
+    except OSError:
+        return 0
+
+
+def gpu_signals() -> list[str]:
+    """What says this machine has an NVIDIA GPU for this job (empty: none, or none wanted).
+
+    `CUDA_VISIBLE_DEVICES` set to no device ("" or "-1") hides the GPUs on purpose, and `RAN_FAKE_GPUS` (tests)
+    stands in for GPUs that do not exist: neither expects the framework to see one.
+    """
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if os.environ.get("RAN_FAKE_GPUS") is not None or (visible is not None and visible.strip() in {"", "-1"}):
+        return []
+    signals = ["nvidia-smi -L lists a GPU"] if has_gpu() else []
+    if count := proc_gpus():
+        signals.append(f"{NVIDIA_PROC} has {count} entries")
+    if visible is not None:
+        signals.append(f"CUDA_VISIBLE_DEVICES={visible}")
+    return signals
+
+
+def framework_gpus(backend: str) -> list[str]:
+    """The GPUs the loaded framework sees (TensorFlow: physical GPU devices; JAX: devices not on the CPU)."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return [device.name for device in tf.config.list_physical_devices("GPU")]
+    if backend == "jax":
+        import jax
+
+        return [str(device) for device in jax.devices() if device.platform != "cpu"]
+    return []
+
+
+def check_device_visible() -> None:
+    """Stop (DeviceNotVisible) where the machine has a GPU and the Keras backend sees none; call it after
+    `prepare_runtime`, when the job is about to load its framework anyway (this loads it)."""
+    signals = gpu_signals()
+    if not signals:
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    if backend not in CUDA_INSTALL or framework_gpus(backend):
+        return
+    raise DeviceNotVisible(
+        f"this machine has a GPU ({'; '.join(signals)}) but the {backend} backend sees none, so the job would run "
+        f"on the CPU: install its CUDA build with `{CUDA_INSTALL[backend]}` (or set CUDA_VISIBLE_DEVICES= to run "
+        f"on the CPU on purpose)")
