@@ -14,7 +14,10 @@ import ran.plan as plan_module
 import workflow_dag as dag
 from ran.config import (
     ConfigError,
+    check_overrides,
+    differing_keys,
     flag,
+    read_yaml,
     validate_params,
 )
 from ran.plan import (
@@ -135,6 +138,39 @@ def test_allow_long_from_the_command_line_is_a_boolean(params):
     validate_params(flag({**params, "allow_long": "true"}, "allow_long"))
     with pytest.raises(ConfigError, match="allow_long: 'maybe' is not of type 'boolean'"):
         validate_params(flag({**params, "allow_long": "maybe"}, "allow_long"))
+
+
+# 2. Overrides other than `profile` are refused.
+
+
+def test_differing_keys_are_dotted_leaf_paths():
+    on_disk = {"profile": "paper", "profiles": {"smoke": {"iterations": 2, "log_every": 1}}, "seeds": [0]}
+    resolved = {"profile": "smoke", "profiles": {"smoke": {"iterations": 4, "log_every": 1}}, "seeds": [0], "x": 1}
+    assert differing_keys(resolved, on_disk) == ["profile", "profiles.smoke.iterations", "x"]
+    assert differing_keys({"a": {}}, {"a": {"b": 1}}) == ["a.b"]
+
+
+def test_overrides_of_keys_the_jobs_read_are_refused_in_one_line(params):
+    check_overrides({**params, "profile": "smoke", "allow_long": True}, params)  # the command line's two keys
+    changed = copy.deepcopy(params)
+    changed["profiles"]["smoke"]["iterations"] = 4
+    with pytest.raises(ConfigError) as caught:
+        check_overrides(changed, params)
+    message = str(caught.value)
+    assert "\n" not in message and "change profiles.smoke.iterations, but the jobs read params.yaml" in message
+    assert "set `profiles.smoke.iterations:` in params.yaml instead" in message
+
+
+def test_a_configfile_override_stops_the_workflow(repo, tmp_path):
+    mine = read_yaml(repo / "params.yaml")
+    mine["profiles"]["smoke"]["iterations"] = 4
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(mine))
+    result = run(["snakemake", "-n", "--configfile", str(tmp_path / "my.yaml"), "--config", "profile=smoke"], repo,
+                 timeout=300)
+    assert result.returncode != 0
+    last = result.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("--config/--configfile change profiles.smoke.iterations, but the jobs read params.yaml")
+    assert "Building DAG of jobs" not in result.stdout + result.stderr
 
 
 # 6. Schema errors: one line per problem, where the key belongs, the closest name.

@@ -177,7 +177,12 @@ def load_params(path: str | Path = "params.yaml") -> dict:
     return validate_params(params)
 
 
+# Keys the Snakemake command line may set (`--config profile=smoke allow_long=true`): every job gets the profile as
+# `--profile`, and allow_long only concerns the workflow's own plan guard. Every other key is read by the jobs from
+# params.yaml on disk, so an override of it would change the plan and the DAG but not what the jobs do.
+COMMAND_LINE_KEYS = ("profile", "allow_long")
 TRUE_WORDS, FALSE_WORDS = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+_ABSENT = object()  # a key that one of two compared documents lacks
 
 
 def flag(params: dict, key: str) -> dict:
@@ -186,6 +191,26 @@ def flag(params: dict, key: str) -> dict:
     if isinstance(value, str) and value.lower() in TRUE_WORDS | FALSE_WORDS:
         return {**params, key: value.lower() in TRUE_WORDS}
     return params
+
+
+def differing_keys(resolved: object, on_disk: object, path: tuple = ()) -> list[str]:
+    """Dotted key paths whose values differ between two parsed YAML documents (leaves, or a key only one has)."""
+    if isinstance(resolved, dict) and isinstance(on_disk, dict):
+        keys = list(resolved) + [key for key in on_disk if key not in resolved]
+        return [found for key in keys
+                for found in differing_keys(resolved.get(key, _ABSENT), on_disk.get(key, _ABSENT), (*path, key))]
+    return [] if resolved == on_disk else [_key_path(path)]
+
+
+
+def check_overrides(resolved: dict, on_disk: dict, params_path: str = "params.yaml") -> None:
+    """Refuse command-line overrides (Snakemake's `--config`, `--configfile`) of keys the jobs read from disk."""
+    changed = [key for key in differing_keys(resolved, on_disk) if key.split(".")[0] not in COMMAND_LINE_KEYS]
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+        raise ConfigError(f"--config/--configfile change {shown}, but the jobs read {params_path} from disk and would "
+                          f"not see it: set `{changed[0]}:` in {params_path} instead (the command line may set only "
+                          f"{' and '.join(COMMAND_LINE_KEYS)})")
 
 
 def profile_name(params: dict, profile: str | None = None) -> str:
