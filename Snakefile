@@ -4,7 +4,7 @@ import sys
 
 from snakemake.utils import min_version
 
-from ran.config import ConfigError, check_overrides, flag, read_yaml, validate_params
+from ran.config import ConfigError, check_local_copies, check_overrides, flag, read_yaml, validate_params
 
 min_version("9.0")
 
@@ -15,13 +15,15 @@ configfile: "params.yaml"
 # All before any job runs, each problem one line (a stop is `sys.exit(line)`, no traceback): the file strictly first
 # (Snakemake's own reading keeps the last of two equal keys; DVC refuses them), then the schema and the cross-key
 # rules on what Snakemake resolved (an unknown key says where it belongs), then the command line's overrides (the
-# jobs read params.yaml from disk, so only `profile` and `allow_long` may differ from it).
+# jobs read params.yaml from disk, so only `profile` and `allow_long` may differ from it), then the local CIFAR
+# copies the profile will read.
 try:
     ON_DISK = read_yaml("params.yaml")
     config.update(flag(config, "allow_long"))  # `--config allow_long=true` arrives as the string 'true'
     validate_params(config, source="params.yaml" if config == ON_DISK else "params.yaml with the command line's "
                     "--config/--configfile")
     check_overrides(config, ON_DISK)
+    check_local_copies(config)
 except ConfigError as error:
     sys.exit(str(error))
 ALLOW_LONG = bool(config.get("allow_long", False))

@@ -14,6 +14,7 @@ import ran.plan as plan_module
 import workflow_dag as dag
 from ran.config import (
     ConfigError,
+    check_local_copies,
     check_overrides,
     differing_keys,
     flag,
@@ -170,6 +171,38 @@ def test_a_configfile_override_stops_the_workflow(repo, tmp_path):
     assert result.returncode != 0
     last = result.stderr.rstrip().splitlines()[-1]
     assert last.startswith("--config/--configfile change profiles.smoke.iterations, but the jobs read params.yaml")
+    assert "Building DAG of jobs" not in result.stdout + result.stderr
+
+
+# 3. A configured local copy must exist before the DAG starts.
+
+
+def test_a_missing_local_copy_is_one_line_naming_key_and_path(params, tmp_path):
+    missing = copy.deepcopy(params)
+    missing["datasets"]["cifar10"]["local"] = "cifar-10-binary.tar.gz"
+    with pytest.raises(ConfigError) as caught:
+        check_local_copies(missing, "cpu", base_dir=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(
+        f"datasets.cifar10.local in params.yaml is 'cifar-10-binary.tar.gz', but {tmp_path}/cifar-10-binary.tar.gz "
+        "does not exist")
+    check_local_copies(missing, "smoke", base_dir=tmp_path)  # a synthetic profile reads no local copy
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(b"")
+    check_local_copies(missing, "cpu", base_dir=tmp_path)
+    missing["datasets"]["cifar100"]["local"] = str(tmp_path / "absent")
+    check_local_copies(missing, "cpu", base_dir=tmp_path)  # the cpu profile trains no CIFAR-100 run
+    with pytest.raises(ConfigError, match=r"datasets\.cifar100\.local in params\.yaml is "):
+        check_local_copies(missing, "paper", base_dir=tmp_path)
+
+
+def test_a_missing_local_copy_stops_the_workflow_before_the_dag(repo, tmp_path):
+    copied = edit_params(repo, tmp_path, lambda text: text.replace(
+        "    url: https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz\n",
+        "    url: https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz\n    local: /nonexistent/cifar-10\n", 1))
+    result = run(["snakemake", "-n", "--config", "profile=cpu"], copied, timeout=300)
+    assert result.returncode != 0
+    assert result.stderr.rstrip().splitlines()[-1].startswith(
+        "datasets.cifar10.local in params.yaml is '/nonexistent/cifar-10', but /nonexistent/cifar-10 does not exist")
     assert "Building DAG of jobs" not in result.stdout + result.stderr
 
 

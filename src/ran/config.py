@@ -213,6 +213,23 @@ def check_overrides(resolved: dict, on_disk: dict, params_path: str = "params.ya
                           f"{' and '.join(COMMAND_LINE_KEYS)})")
 
 
+def check_local_copies(params: dict, profile: str | None = None, base_dir: str | Path = ".") -> None:
+    """A configured `datasets.D.local` that the profile will read must exist (checked before any job runs)."""
+    name = profile_name(params, profile)
+    if params["profiles"][name]["data"] != "official":
+        return  # a synthetic profile never reads a local copy
+    for dataset in needed_datasets(params, name):
+        local = params["datasets"][dataset].get("local")
+        if local is None:
+            continue
+        path = Path(local).expanduser()
+        path = path if path.is_absolute() else Path(base_dir) / path
+        if not path.exists():
+            raise ConfigError(f"datasets.{dataset}.local in params.yaml is {local!r}, but {path} does not exist: fix "
+                              f"the path (relative paths start at params.yaml's folder) or remove the key to download "
+                              f"from datasets.{dataset}.url")
+
+
 def profile_name(params: dict, profile: str | None = None) -> str:
     """`profile`, or params.yaml's `profile` key; an error naming the defined profiles when it is unknown."""
     name = profile or params["profile"]
