@@ -213,3 +213,14 @@ def test_ran_train_of_a_locked_run_stops_in_one_line(tmp_path, root, holder, cap
     assert exit_info.value.code == 1 and "\n" not in message, message
     assert message.startswith(f"ran train: {tmp_path / 'ckpt' / '.lock'} is held by pid {holder.pid} (")
     assert not (tmp_path / "models").exists(), "nothing was trained"
+
+
+def test_a_finished_seed_stays_finished_when_only_the_cadence_changes(tmp_path):
+    from ran.train.run import is_finished
+
+    seed_dir = tmp_path / "seed0"
+    seed_dir.mkdir()
+    (seed_dir / "model.keras").write_bytes(b"model")
+    (seed_dir / "train.json").write_text(json.dumps({"run": "r", "training": {**TRAINING}}))
+    assert is_finished(seed_dir, {"run": "r"}, {**TRAINING, "log_every": 3, "checkpoint_every": 6})
+    assert not is_finished(seed_dir, {"run": "r"}, {**TRAINING, "base_lr": 0.5})

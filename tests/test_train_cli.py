@@ -22,9 +22,10 @@ from ran.train.run import main as train_main
 from test_train_loop import tiny_network
 
 METRICS_KEYS = {"run", "profile", "status", "config", "test_npz_sha256", "params", "depth", "top1_error_pct",
-                "top5_error_pct", "seeds"}
+                "top5_error_pct", "top1_error_pct_flip_tta", "seeds"}
 SEED_KEYS = {"seed", "top1_error_pct", "top5_error_pct", "per_class_error_pct", "confusion_matrix", "num_test",
-             "nonfinite_samples", "noise_realised", "train_images_per_s", "train_wall_s", "train_precision",
+             "nonfinite_samples", "noise_realised", "top1_error_pct_flip_tta", "validation_error_pct",
+             "train_images_per_s", "train_wall_s", "train_precision",
              "train_device"}
 
 

@@ -139,3 +139,18 @@ def test_resume_with_ema_equals_an_uninterrupted_run(recipe_run):
     assert resumed["resumes"] == 1
     for a, b in zip(weights(tmp / "a" / "out"), weights(tmp / "b" / "out"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_several_steps_per_execution_give_the_same_weights(tmp_path, monkeypatch):
+    """TensorFlow runs a segment's steps in one call (steps_per_execution); the weights equal one step a call,
+    including a segment shorter than the execution (the pass boundary of 40 images at batch 8 ends one at 5)."""
+    import ran.train.loop as loop
+
+    assert loop.steps_per_execution(TrainingConfig.from_dict(TRAINING)) == (
+        2 if keras.backend.backend() == "tensorflow" else 1)
+    several = train(tmp_path, "several", training={**TRAINING, "log_every": 4})
+    monkeypatch.setattr(loop, "steps_per_execution", lambda config: 1)
+    single = train(tmp_path, "single", training={**TRAINING, "log_every": 4})
+    assert several["final_train_loss"] == single["final_train_loss"]
+    for a, b in zip(weights(tmp_path / "several" / "out"), weights(tmp_path / "single" / "out"), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -207,9 +207,19 @@ def compile_for_training(model: keras.Model, config: TrainingConfig, jit: bool):
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"), FirstNonFiniteStep()],
-                  jit_compile=jit, run_eagerly=config.run_eagerly)
+                  jit_compile=jit, run_eagerly=config.run_eagerly, steps_per_execution=steps_per_execution(config))
     model.optimizer.build(model.trainable_variables)
     return schedule
+
+
+def steps_per_execution(config: TrainingConfig) -> int:
+    """Steps TensorFlow runs in one call of its compiled loop: a segment's worth (at most the log/checkpoint period;
+    a shorter segment runs its remainder), so Keras's per-call host sync of the logs (keras#20383) comes once per
+    segment, not once per step. The weights are the same bit for bit (tested). JAX keeps 1: Keras loops in Python
+    there, and its dispatch is asynchronous already."""
+    if keras.backend.backend() != "tensorflow" or config.run_eagerly:
+        return 1
+    return max(1, min(config.log_every, config.checkpoint_every))
 
 
 def error_pct(model: keras.Model, images: np.ndarray, labels: np.ndarray, batch: int = 500) -> float:

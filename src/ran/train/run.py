@@ -83,6 +83,13 @@ def data_provenance(prepared: str | Path) -> dict:
             "source_sha256": manifest.get("source_sha256")}
 
 
+def without_cadence(training: dict) -> dict:
+    """The training keys that change the weights: how often a run logs or checkpoints does not."""
+    from ran.train.checkpoint import CADENCE_KEYS
+
+    return {key: value for key, value in training.items() if key not in CADENCE_KEYS}
+
+
 def is_finished(seed_dir: Path, run: dict, training: dict) -> bool:
     """True when `train.json` exists and records this very run and training configuration."""
     path = seed_dir / "train.json"
@@ -90,7 +97,7 @@ def is_finished(seed_dir: Path, run: dict, training: dict) -> bool:
         return False
     done = json.loads(path.read_text())
     same_run = all(done.get(key) == value for key, value in run.items())
-    return same_run and done.get("training") == json.loads(json.dumps(training))
+    return same_run and without_cadence(done.get("training") or {}) == without_cadence(json.loads(json.dumps(training)))
 
 
 def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy: str | None, out: str,
