@@ -232,3 +232,34 @@ def test_attention56_same_seed_in_separate_processes_gives_byte_equal_weights(tm
     assert len(whole) == len(resumed) > 400
     differing = [i for i, (a, b) in enumerate(zip(whole, resumed, strict=True)) if a.tobytes() != b.tobytes()]
     assert differing == [], f"{len(differing)} of {len(whole)} weight arrays differ on this {isa} CPU"
+
+
+def test_ctrl_c_is_one_line_naming_the_checkpoint(workspace, monkeypatch, capsys):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def leave(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(ran.train.run, "train_run", interrupt)
+    monkeypatch.setattr(ran.train.run.os, "_exit", leave)
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(cli(workspace, "c10_a56_arl_mixed", "--profile", "smoke", "--out", str(workspace / "models"),
+                       "--checkpoints", str(workspace / "ckpt"), "--no-progress"))
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 130 and "\n" not in message
+    assert message == (f"ran train: interrupted; the last checkpoint is in {workspace / 'ckpt'}: rerun the same "
+                       f"command to resume from it")
+
+
+def test_a_seed_says_when_it_starts_and_when_it_resumes(tmp_path, capsys):
+    from test_train_loop import TRAINING, Interrupted, train
+
+    with pytest.raises(Interrupted):
+        train(tmp_path, "a", interrupt_after=4)
+    train(tmp_path, "a")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "iteration" in line and "at " in line]
+    assert lines == [f"train: tiny seed 0: starting at iteration 0/12, checkpoint every 4 iterations in "
+                     f"{tmp_path / 'a' / 'ckpt'}", f"train: tiny seed 0: resuming at iteration 4/12, checkpoint "
+                     f"every 4 iterations in {tmp_path / 'a' / 'ckpt'}"]
+    assert TRAINING["checkpoint_every"] == 4

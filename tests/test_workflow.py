@@ -253,3 +253,9 @@ def test_dvc_declares_metrics_uncached_and_figures_as_plots(repo, params):
     uncached = metrics | {f"results/paper/eval/{run}/metrics.json" for run in params["runs"]}
     assert {path for path, out in outs.items() if not out.use_cache} == uncached
     assert {path for path, out in outs.items() if out.plot} == {"results/paper/figures"}
+
+
+def test_train_job_logs_keep_earlier_attempts(root):
+    """A resumed job appends to its log under a dated line; `2>` would overwrite the interrupted attempt's log."""
+    rule = (root / "workflow" / "rules" / "train.smk").read_text().split("rule evaluate:")[0]
+    assert "2>> {log:q}" in rule and "2> {log" not in rule and "== attempt $(date" in rule

@@ -23,9 +23,12 @@ rule train:
     resources:
         gpu=1,
     shell:
-        "ran train --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
+        # The log is appended to, each attempt under a dated line: an interrupted attempt's log stays above the
+        # one that resumes it.
+        "echo \"== attempt $(date -u +%Y-%m-%dT%H:%M:%SZ) ==\" >> {log:q};"
+        " ran train --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
         " --prepared {input.prepared:q} --noisy {input.noisy:q} --out {output:q} --checkpoints {params.checkpoints:q}"
-        " 2> {log:q}"
+        " 2>> {log:q}"
 
 
 rule evaluate:

@@ -437,6 +437,8 @@ def train_seed(
                dynamic_ncols=True)
     report = ProgressLines(f"{record.get('run', 'run')} seed {seed}", iterations, batch, state.step,
                            state.clock["train_s"])
+    print(f"train: {report.name}: {'resuming at' if state.step else 'starting at'} iteration {state.step}/"
+          f"{iterations}, checkpoint every {config.checkpoint_every} iterations in {checkpoint_dir}", flush=True)
     val_error = None
     try:
         for stop in segment_ends(state.step, iterations, config.log_every, config.checkpoint_every, per_pass):

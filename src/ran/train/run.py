@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -134,6 +135,15 @@ def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy:
     return records
 
 
+def interrupted(checkpoints: str) -> None:
+    """Say where the checkpoint is and leave at once: a normal interpreter shutdown after a KeyboardInterrupt inside
+    TensorFlow prints a hundred lines of tracebacks and 'Exception ignored' blocks that look like a crash."""
+    print(f"ran train: interrupted; the last checkpoint is in {checkpoints}: rerun the same command to resume from "
+          f"it", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ran train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
@@ -168,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                                 args.checkpoints, progress=not args.no_progress)
     except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged, LockHeld) as error:
         parser.exit(1, f"ran train: {error}\n")
+    except KeyboardInterrupt:  # Ctrl-C: one line, not TensorFlow's traceback and its shutdown noise
+        interrupted(args.checkpoints)
     except OSError as error:  # e.g. the disk is full: one line, and the last checkpoint is still there
         parser.exit(1, f"ran train: cannot write {error.filename or 'a file'}: {error.strerror or error}. Free the "
                        f"space (or fix the permissions) and rerun the same command: training resumes from the last "
