@@ -12,7 +12,7 @@ from ran.report import outputs
 from ran.report.curves import panel_of, training_curves
 from ran.report.figures import compare_chart, make_figures, noise_chart, params_error_chart
 from ran.report.io import load_history, load_paper, read_tsv_series
-from ran.report.masks import mask_grid, normalise, stage_keys
+from ran.report.masks import mask_grid, normalise, stage_keys, value_range
 from ran.report.tables import build_tables
 from test_report_fakes import cut_matrix, fake_masks, write_history, write_results
 
@@ -62,6 +62,11 @@ def test_mask_grid_draws_one_row_per_image(tmp_path):
     scaled = normalise(np.array([[2.0, 4.0], [3.0, 4.0]]))
     assert scaled.min() == 0.0 and scaled.max() == 1.0
     assert not normalise(np.full((2, 2), 0.7)).any()  # a flat mask stays flat instead of dividing by zero
+
+
+def test_mask_ranges_stay_legible_with_negative_bounds():
+    assert value_range(-0.031, -0.001) == "[\u22120.03, \u22120.00]"  # was "-0.03--0.00"
+    assert value_range(0.2, 0.9) == "[0.20, 0.90]"
 
 
 def test_table_charts_draw_with_and_without_our_runs(tmp_path, params, paper):

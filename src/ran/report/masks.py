@@ -24,6 +24,11 @@ def normalise(mask: np.ndarray) -> np.ndarray:
     return np.zeros_like(mask, dtype=np.float32) if high - low < 1e-12 else (mask - low) / (high - low)
 
 
+def value_range(low: float, high: float) -> str:
+    """`[−0.03, −0.00]`: brackets and a true minus sign keep a negative upper bound legible (not `-0.03--0.00`)."""
+    return "[" + ", ".join(f"{value:.2f}".replace("-", "\u2212") for value in (low, high)) + "]"
+
+
 def grey(image: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma of an RGB uint8 image."""
     return np.asarray(image, dtype=np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -49,7 +54,7 @@ def mask_grid(run_id: str, masks: dict, stem: str | Path, labels: list[str] | No
             # extent stretches the low-resolution mask over the whole image, bilinear like the network's upsampling
             axes[row, col].imshow(normalise(mask), cmap="jet", alpha=OVERLAY_ALPHA, vmin=0, vmax=1,
                                   extent=(-0.5, size - 0.5, size - 0.5, -0.5), interpolation="bilinear")
-            axes[row, col].set_xlabel(f"{mask.min():.2f}–{mask.max():.2f}", fontsize=8, labelpad=1)
+            axes[row, col].set_xlabel(value_range(mask.min(), mask.max()), fontsize=8, labelpad=1)
     axes[0, 0].set_title("image", fontsize=9)
     for col, key in enumerate(stages, start=1):
         height, width = np.asarray(masks[key]).shape[1:3]
