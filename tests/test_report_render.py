@@ -33,6 +33,16 @@ def test_banner_names_the_profile_and_says_when_it_is_not_a_replication(params, 
     assert ("#b71c1c" in sections.banner_html(context)) is not replication  # red unless it is the paper's protocol
 
 
+def test_banner_shows_the_results_folder_from_the_repository_never_the_machine_path(params, tmp_path):
+    inside = {**context_for(params, "smoke", tmp_path / "repo" / "results" / "smoke"), "root": tmp_path / "repo"}
+    assert "results folder: <code>results/smoke</code>" in sections.banner_html(inside)
+    elsewhere = {**context_for(params, "smoke", tmp_path / "scratch" / "smoke"), "root": tmp_path / "repo"}
+    banner = sections.banner_html(elsewhere)
+    assert "results folder: <code>smoke</code>" in banner and str(tmp_path) not in banner
+    assert str(tmp_path) not in sections.figure_html(elsewhere, "compare_table1")  # nor in what is missing
+    assert str(tmp_path) not in sections.table_markdown(elsewhere, "table1")
+
+
 def test_figures_are_embedded_or_reported_missing(params, tmp_path):
     context = context_for(params, "smoke", tmp_path)
     assert "was not built" in sections.figure_html(context, "compare_table1")
@@ -69,6 +79,7 @@ def test_report_renders_self_contained_html(small_results, root):
     smoke_iterations = yaml.safe_load(params_path.read_text())["profiles"]["smoke"]["iterations"]
     assert f"SMOKE PROFILE — synthetic data, {smoke_iterations} iterations: NOT a replication" in html
     assert "runs with results: 3 of 4" in html
+    assert "results folder: <code>smoke</code>" in html and str(results.parent) not in html  # no machine path
     assert html.count("data:image/png;base64,") >= 5 + 2 + 1 + 2  # table charts, noise/params, overview, masks
     assert html.count("<table") >= 7 and "not run" in html and "quoted, not in matrix" in html
     assert "Decisions where the paper is silent" in html and "13.74" in html  # decisions, seed project

@@ -27,7 +27,18 @@ def load_context(params_path: str | Path, profile: str | None, results_dir: str 
     params = load_params(params_path)
     return {"params": params, "profile": resolve_profile(params, profile), "results": Path(results_dir),
             "reference": params["profiles"].get(REFERENCE_PROFILE),
-            "report_dir": Path(report_dir) if report_dir else Path(results_dir) / "report"}
+            "report_dir": Path(report_dir) if report_dir else Path(results_dir) / "report",
+            "root": Path(params_path).resolve().parent}
+
+
+def shown_path(context: dict, path: str | Path) -> str:
+    """`path` as the report prints it: from the repository (params.yaml's folder) when inside it, else from the
+    results folder's own name; never the machine's absolute path, which means nothing to whoever is sent the page."""
+    path = Path(path).resolve()
+    for anchor in (context.get("root"), Path(context["results"]).resolve().parent):
+        if anchor is not None and path.is_relative_to(anchor):
+            return path.relative_to(anchor).as_posix()
+    return path.name
 
 
 def is_replication(context: dict) -> bool:
@@ -66,13 +77,13 @@ def banner_html(context: dict) -> str:
             f"<div style='font-size:40px;font-weight:bold;line-height:1.2'>{html.escape(banner_text(context))}</div>"
             f"<div style='font-size:18px;margin-top:8px'>runs with results: {runs_with_results(context)}; "
             f"{len(context['params']['seeds'])} seed(s) per run ({html.escape(seeds)}); results folder: "
-            f"<code>{html.escape(str(context['results']))}</code></div>{note}</div>")
+            f"<code>{html.escape(shown_path(context, context['results']))}</code></div>{note}</div>")
 
 
 def table_markdown(context: dict, name: str) -> str:
     path = context["results"] / "tables" / f"{name}.md"
     if not path.is_file():
-        return f"*Table `{name}` missing: `{path}` was not built (run `ran tables`).*"
+        return f"*Table `{name}` missing: `{shown_path(context, path)}` was not built (run `ran tables`).*"
     return path.read_text()
 
 
@@ -81,7 +92,8 @@ def figure_html(context: dict, stem: str, width: str = "100%", embed: bool = Tru
     the report (per-run pictures, which would make the page tens of MB), lazily loaded, with its PDF linked."""
     path = context["results"] / "figures" / f"{stem}.png"
     if not path.is_file():
-        return f"<p><em>Figure {html.escape(stem)} missing: {html.escape(str(path))} was not built.</em></p>"
+        return (f"<p><em>Figure {html.escape(stem)} missing: {html.escape(shown_path(context, path))} was not "
+                f"built.</em></p>")
     style = f"style='max-width:{width};height:auto'"
     if embed:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
