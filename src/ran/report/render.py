@@ -1,8 +1,8 @@
 """`ran report`: execute the report notebook with papermill and render it to one self-contained HTML file.
 
-Code cells are hidden (exclude_input), nothing is fetched from the network (no CDN scripts), and the summary figures
-are embedded as base64; the per-run pictures are linked from the figures folder beside the report, which keeps the
-page light (docs/architecture.md, "The report").
+Code cells are hidden (exclude_input), nothing is fetched from the network (no CDN scripts), and the figures are
+embedded as base64, but for large per-run pictures beyond a size budget (ran.report.sections.embedded_stems): those
+are linked from the figures folder beside the report, and the banner says how many (docs/architecture.md).
 """
 
 from __future__ import annotations

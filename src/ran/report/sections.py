@@ -19,6 +19,11 @@ from ran.report.outputs import attention_runs
 from ran.report.tables import NOT_RUN
 
 _BANNER_COLOURS = {True: ("#1b5e20", "#e8f5e9"), False: ("#b71c1c", "#ffebee")}
+# Per-run pictures travel inside report.html when small, so a copied page keeps them; the cap on their total keeps
+# the page a few MB (mask grids are ~450 kB each, curves ~50 kB). The rest are linked from the figures folder.
+EMBED_MAX_BYTES = 150_000
+EMBED_BUDGET_BYTES = 3_000_000
+OPEN_MASKS = 3  # shown unfolded, so always embedded (counted in the budget)
 
 
 def load_context(params_path: str | Path, profile: str | None, results_dir: str | Path,
@@ -77,7 +82,8 @@ def banner_html(context: dict) -> str:
             f"<div style='font-size:40px;font-weight:bold;line-height:1.2'>{html.escape(banner_text(context))}</div>"
             f"<div style='font-size:18px;margin-top:8px'>runs with results: {runs_with_results(context)}; "
             f"{len(context['params']['seeds'])} seed(s) per run ({html.escape(seeds)}); results folder: "
-            f"<code>{html.escape(shown_path(context, context['results']))}</code></div>{note}</div>")
+            f"<code>{html.escape(shown_path(context, context['results']))}</code>{linked_note(context)}</div>"
+            f"{note}</div>")
 
 
 def table_markdown(context: dict, name: str) -> str:
@@ -87,10 +93,50 @@ def table_markdown(context: dict, name: str) -> str:
     return path.read_text()
 
 
+def figure_png(context: dict, stem: str) -> Path:
+    return context["results"] / "figures" / f"{stem}.png"
+
+
+def per_run_stems(params: dict) -> tuple[list[str], list[str]]:
+    """The per-run pictures in the report's order: (mask grids of the attention runs, training curves of all)."""
+    return [f"masks/{run_id}" for run_id in attention_runs(params)], [f"curves/{run_id}" for run_id in params["runs"]]
+
+
+def embedded_stems(context: dict) -> set[str]:
+    """Per-run pictures the page carries: the open masks, then, in report order, each one under EMBED_MAX_BYTES
+    while the running total stays within EMBED_BUDGET_BYTES (one rule for the sections and the banner's count)."""
+    masks, curves = per_run_stems(context["params"])
+    chosen, total = set(), 0
+    for stem in masks + curves:
+        path = figure_png(context, stem)
+        size = path.stat().st_size if path.is_file() else None
+        if size is not None and (stem in masks[:OPEN_MASKS]
+                                 or (size <= EMBED_MAX_BYTES and total + size <= EMBED_BUDGET_BYTES)):
+            chosen.add(stem)
+            total += size
+    return chosen
+
+
+def linked_stems(context: dict) -> list[str]:
+    """Per-run pictures that exist but stay beside the page (a copied report.html loses these)."""
+    embedded = embedded_stems(context)
+    masks, curves = per_run_stems(context["params"])
+    return [stem for stem in masks + curves if stem not in embedded and figure_png(context, stem).is_file()]
+
+
+def linked_note(context: dict) -> str:
+    """One line for whoever shares the page; empty when it stands alone."""
+    count = len(linked_stems(context))
+    if not count:
+        return ""
+    pictures = "1 picture is" if count == 1 else f"{count} pictures are"
+    return f"<br/>{pictures} linked beside report.html: copy the folder, not the file."
+
+
 def figure_html(context: dict, stem: str, width: str = "100%", embed: bool = True) -> str:
     """A figure as an <img>: embedded as base64 (the page stands alone), or linked from the figures folder beside
-    the report (per-run pictures, which would make the page tens of MB), lazily loaded, with its PDF linked."""
-    path = context["results"] / "figures" / f"{stem}.png"
+    the report (large per-run pictures, see embedded_stems), lazily loaded, with its PDF linked."""
+    path = figure_png(context, stem)
     if not path.is_file():
         return (f"<p><em>Figure {html.escape(stem)} missing: {html.escape(shown_path(context, path))} was not "
                 f"built.</em></p>")
@@ -107,19 +153,20 @@ def details_html(summary: str, body: str) -> str:
     return f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
 
 
-def mask_figures_html(context: dict, shown: int = 3) -> str:
+def mask_figures_html(context: dict) -> str:
     """Every attention run's mask picture: the first few open, the rest folded."""
-    runs = attention_runs(context["params"])
-    pictures = [figure_html(context, f"masks/{run_id}", "720px", embed=index < shown)
-                for index, run_id in enumerate(runs)]
-    folded = "".join(f"<h4>{html.escape(run_id)}</h4>{pic}" for run_id, pic in zip(runs[shown:], pictures[shown:],
-                                                                                   strict=True))
-    return "".join(pictures[:shown]) + (details_html(f"{len(runs) - shown} more runs", folded) if folded else "")
+    runs, embedded = attention_runs(context["params"]), embedded_stems(context)
+    pictures = [figure_html(context, f"masks/{run_id}", "720px", embed=f"masks/{run_id}" in embedded)
+                for run_id in runs]
+    folded = "".join(f"<h4>{html.escape(run_id)}</h4>{pic}"
+                     for run_id, pic in zip(runs[OPEN_MASKS:], pictures[OPEN_MASKS:], strict=True))
+    return "".join(pictures[:OPEN_MASKS]) + (details_html(f"{len(runs) - OPEN_MASKS} more runs", folded)
+                                             if folded else "")
 
 
 def curve_figures_html(context: dict) -> str:
-    runs = list(context["params"]["runs"])
-    body = "".join(figure_html(context, f"curves/{run_id}", embed=False) for run_id in runs)
+    runs, embedded = list(context["params"]["runs"]), embedded_stems(context)
+    body = "".join(figure_html(context, f"curves/{run_id}", embed=f"curves/{run_id}" in embedded) for run_id in runs)
     return figure_html(context, "training_curves") + details_html(f"per-run curves ({len(runs)} runs)", body)
 
 
