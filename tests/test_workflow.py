@@ -171,6 +171,7 @@ def test_comparison_fails_on_a_changed_command_or_output(paper_jobs):
 def test_commands_differ_only_by_log_redirection():
     assert dag._command("ran x --a b 2> results/p/logs/x.log") == "ran x --a b"
     assert dag._command("ran x\n  --a b") == "ran x --a b"
+    assert dag._command('echo "== attempt $(date -u +%Y) ==" >> l.log; ran x --a b 2>> l.log') == "ran x --a b"
 
 
 @pytest.mark.parametrize("override, message", [

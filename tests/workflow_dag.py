@@ -15,7 +15,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LOG_REDIRECT = re.compile(r"\s*2>\s*\S+\s*$")  # Snakemake sends a job's stderr to its log; stdout to the console
+LOG_REDIRECT = re.compile(r"\s*2>>?\s*\S+\s*$")  # Snakemake sends a job's stderr to its log; stdout to the console
+ATTEMPT_LINE = re.compile(r"^\s*echo\s+\"== attempt [^\"]*==\"\s*>>\s*\S+;\s*")  # a dated line first in the log
 CODE_PREFIXES = ("src/",)  # DVC lists code as deps; Snakemake tracks code through its rerun triggers instead
 
 
@@ -30,8 +31,8 @@ class Job:
 
 
 def _command(text: str) -> str:
-    """The command without log redirection, whitespace normalised (DVC's folded YAML joins lines with spaces)."""
-    return " ".join(LOG_REDIRECT.sub("", text).split())
+    """The command without log redirection (and the train rule's dated attempt line), whitespace normalised (DVC's folded YAML joins lines with spaces)."""
+    return " ".join(LOG_REDIRECT.sub("", ATTEMPT_LINE.sub("", text)).split())
 
 
 def copy_repo(root: Path, dest: Path) -> Path:
