@@ -6,6 +6,7 @@ and `ran train` takes the snapshot before the first iteration, not after the las
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -69,23 +70,25 @@ def library_versions() -> dict:
     return versions
 
 
-def accelerators() -> list[str]:
-    """Names of the GPUs the active backend sees (empty on CPU)."""
+@functools.lru_cache(maxsize=1)
+def accelerators() -> tuple[str, ...]:
+    """Names of the GPUs the active backend sees (empty on CPU); probed once per process (the backend and its
+    devices do not change while it runs)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         gpus = tf.config.list_physical_devices("GPU")
-        return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus]
+        return tuple(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus)
     if backend == "jax":
         import jax
 
-        return [device.device_kind for device in jax.devices() if device.platform != "cpu"]
+        return tuple(device.device_kind for device in jax.devices() if device.platform != "cpu")
     if backend == "torch":
         import torch
 
-        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-    return []
+        return tuple(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    return ()
 
 
 def cpu_model() -> str:
