@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from ran.config import all_runs
 from ran.report import outputs
 from ran.report.curves import panel_of, training_curves
-from ran.report.figures import compare_chart, make_figures, noise_chart, params_error_chart
+from ran.report.figures import compare_chart, make_figures, noise_chart, params_error_chart, params_error_figure
 from ran.report.io import load_history, load_paper, read_tsv_series
 from ran.report.masks import mask_grid, normalise, stage_keys, value_range
+from ran.report.plotting import DPI, marker_boxes
 from ran.report.tables import build_tables
-from test_report_fakes import cut_matrix, fake_masks, write_history, write_results
+from test_report_fakes import cut_matrix, fake_masks, fake_metrics, write_history, write_results
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL_MATRIX = ("c10_a56_arl_mixed", "c10_r164_noise10", "c10_a92_arl_mixed_noise10", "c10_r164")
@@ -76,6 +79,31 @@ def test_table_charts_draw_with_and_without_our_runs(tmp_path, params, paper):
             assert_images(compare_chart(tables[name], tmp_path / f"{name}-{len(found)}"))
         assert_images(noise_chart(tables["table5"], tmp_path / f"noise-{len(found)}"))
         assert_images(params_error_chart(tables["table6"], tmp_path / f"params-{len(found)}"))
+
+
+@pytest.mark.parametrize("ours_error", [None, 5.0, 90.0])  # paper points only; ours among them; ours far above
+def test_table6_scatter_labels_stay_apart_and_inside_the_axes(params, paper, ours_error):
+    found = {} if ours_error is None else {run["run"]: fake_metrics(run, "smoke", [ours_error, ours_error + 0.4])
+                                           for run in all_runs(params)}
+    table6 = next(t for t in build_tables(params, paper, found, "smoke") if t.name == "table6")
+    fig = params_error_figure(table6)
+    try:
+        for dpi in (fig.dpi, DPI):  # as drawn, and at the DPI the PNG is saved with
+            fig.set_dpi(dpi)
+            fig.canvas.draw()
+            renderer = fig.canvas.get_renderer()
+            panels = [ax for ax in fig.axes if ax.texts]
+            assert len(panels) == 2
+            for ax in panels:
+                assert sorted(t.get_text() for t in ax.texts) == sorted(row["model"] for row in table6.rows)
+                boxes, frame = [t.get_window_extent(renderer) for t in ax.texts], ax.get_window_extent(renderer)
+                assert not [(a, b) for a, b in itertools.combinations(boxes, 2) if a.overlaps(b)]
+                assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
+                           for b in boxes)
+                markers = marker_boxes(ax, [t.xy for t in ax.texts])
+                assert not [(b, m) for b in boxes for m in markers if b.overlaps(m)]
+    finally:
+        plt.close(fig)
 
 
 def test_make_figures_writes_exactly_the_declared_outputs(tmp_path, small_params, paper):

@@ -20,7 +20,7 @@ from ran.report.formats import Table
 from ran.report.io import load_history, load_paper, seed_dirs
 from ran.report.masks import mask_grid
 from ran.report.outputs import attention_runs
-from ran.report.plotting import OURS_STYLE, PAPER_STYLE, new_figure, save_figure
+from ran.report.plotting import OURS_STYLE, PAPER_STYLE, marker_boxes, new_figure, place_labels, save_figure
 from ran.report.tables import build_tables, collect_metrics, paper_error_by_run
 
 PARAMS_TICKS_M = (0.5, 1, 2, 5, 10, 20, 50)
@@ -106,27 +106,36 @@ def noise_chart(table5: Table, stem: str | Path) -> list[Path]:
     return save_figure(fig, stem)
 
 
-def params_error_chart(table6: Table, stem: str | Path) -> list[Path]:
-    """Parameters against error per dataset: every Table 6 row from the paper, ours where we ran it."""
+def _bar_boxes(ax, ours: list[tuple[float, float, float]]) -> list:
+    """Display-space boxes of our points with their std bars, which paper labels must not cover."""
+    from matplotlib.transforms import Bbox
+
+    markers, bars = marker_boxes(ax, [(x, mean) for x, mean, _ in ours]), []
+    for (x, mean, std), box in zip(ours, markers, strict=True):
+        (_, low), (_, high) = ax.transData.transform([(x, mean - std), (x, mean + std)])
+        bars.append(Bbox.from_extents(box.x0, min(low, box.y0), box.x1, max(high, box.y1)))
+    return markers + bars
+
+
+def params_error_figure(table6: Table):
+    """The open figure of params_error_chart, so tests can measure where its labels went."""
     fig, axes = new_figure(ncols=2, width=10, height=4)
-    # Neighbours in parameter count (ResNet-164 1.7M, Attention-92 1.9M) take labels above and below alternately.
-    by_size = sorted(table6.rows, key=lambda row: _float(row.get("params_paper")) or 0.0)
-    below = {row["model"] for row in by_size[1::2]}
+    panels = []
     for ax, (dataset, label) in zip(axes[0], DATASET_LABELS.items(), strict=True):
+        paper, names, ours = [], [], []
         for row in table6.rows:
             paper_m, paper_err = _float(row.get("params_paper")), _float(row.get(f"{dataset}_paper"))
             if paper_m is not None and paper_err is not None:
                 ax.plot(paper_m, paper_err, **{**PAPER_STYLE, "label": None})
-                ax.annotate(row["model"], (paper_m, paper_err), fontsize=7, textcoords="offset points",
-                            xytext=(4, -10) if row["model"] in below else (4, 4))
+                paper.append((paper_m, paper_err))
+                names.append(row["model"])
             count, mean = row.get("params_ours_count"), row.get(f"{dataset}_ours_mean")
             if count and mean is not None:
-                ax.errorbar(count / 1e6, mean, yerr=row.get(f"{dataset}_ours_std") or 0.0,
-                            **{**OURS_STYLE, "label": None})
+                std = row.get(f"{dataset}_ours_std") or 0.0
+                ax.errorbar(count / 1e6, mean, yerr=std, **{**OURS_STYLE, "label": None})
+                ours.append((count / 1e6, mean, std))
                 if paper_m is not None and paper_err is not None:
                     ax.plot([paper_m, count / 1e6], [paper_err, mean], ":", color="0.6", linewidth=0.8)
-        ax.plot([], [], **PAPER_STYLE)
-        ax.errorbar([], [], **OURS_STYLE)
         ax.set_xscale("log")
         ax.xaxis.set_major_locator(FixedLocator(PARAMS_TICKS_M))
         ax.xaxis.set_major_formatter(ScalarFormatter())
@@ -135,9 +144,24 @@ def params_error_chart(table6: Table, stem: str | Path) -> list[Path]:
         ax.set_ylabel("top-1 test error (%)")
         ax.set_title(f"{label} (Table 6)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        panels.append((ax, paper, names, ours))
+    axes[0, 0].plot([], [], **PAPER_STYLE)
+    axes[0, 0].errorbar([], [], **OURS_STYLE)
     fig.tight_layout()
-    return save_figure(fig, stem)
+    # below the panels, where it covers neither a marker nor a label
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2,
+               fontsize=8, frameon=False)
+    # Labels last, on the final layout: neighbours (ResNet-164 1.7M and Attention-92 1.9M, ResNet-1001 10.3M and
+    # WRN-16-8 11.0M) would otherwise collide, and points at the frame would push theirs outside it.
+    fig.canvas.draw()
+    for ax, paper, names, ours in panels:
+        place_labels(ax, paper, names, obstacles=_bar_boxes(ax, ours))
+    return fig
+
+
+def params_error_chart(table6: Table, stem: str | Path) -> list[Path]:
+    """Parameters against error per dataset: every Table 6 row from the paper, ours where we ran it."""
+    return save_figure(params_error_figure(table6), stem)
 
 
 def class_labels(prepared_dir: str | Path | None, dataset: str, count: int) -> list[str] | None:
