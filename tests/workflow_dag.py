@@ -31,7 +31,8 @@ class Job:
 
 
 def _command(text: str) -> str:
-    """The command without log redirection (and the train rule's dated attempt line), whitespace normalised (DVC's folded YAML joins lines with spaces)."""
+    """The command without log redirection (and the train rule's dated attempt line), whitespace normalised
+    (DVC's folded YAML joins lines with spaces)."""
     return " ".join(LOG_REDIRECT.sub("", ATTEMPT_LINE.sub("", text)).split())
 
 
