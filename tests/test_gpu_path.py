@@ -17,8 +17,9 @@ from ran import runtime
 GPU_MACHINE = ["nvidia-smi -L lists a GPU"]
 
 
-def run_python(script: str, env: dict, timeout: int = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
+def run_python(script: str, env: dict, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True,
+                            timeout=timeout)
     output = f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     assert result.returncode == 0, f"script failed ({result.returncode}):\n{output}"
     return result
@@ -224,3 +225,45 @@ def test_a_second_tensorflow_process_compiles_its_xla_step_faster_from_the_persi
     assert written and written == sorted(path.name for path in (tmp_path / "cache" / "ran" / "xla-tf").iterdir())
     # Measured: warm/cold 0.5-0.56 with the cache (tracing and cluster passes remain), 0.94-1.2 without it.
     assert second["cpu"] < 0.8 * first["cpu"], (first, second)
+
+
+# ---- (3) evaluation through one compiled function ------------------------------------------------------------
+
+PREDICT = textwrap.dedent("""
+    import json
+    import keras
+    import numpy as np
+    from ran.evaluate import predict_logits
+
+    calls = []
+
+    class Counted(keras.layers.Layer):  # counts Python calls: once per trace when compiled, once per batch eagerly
+        def call(self, x):
+            calls.append(tuple(x.shape))
+            return x
+
+    keras.utils.set_random_seed(0)
+    images = keras.Input((8, 8, 3), dtype="uint8")
+    x = Counted()(keras.layers.Rescaling(1 / 255)(images))
+    x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, padding="same")(x))
+    x = keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(keras.layers.ReLU()(x)))
+    model = keras.Model(images, x)
+    data = np.random.default_rng(0).integers(0, 256, (11, 8, 8, 3), dtype=np.uint8)
+    eager = keras.ops.convert_to_numpy(model(data, training=False))
+    calls.clear()
+    logits = predict_logits(model, data, batch_size=4)  # batches of 4, 4 and 3 padded to 4
+    again = predict_logits(model, data[:, :, ::-1], batch_size=4)  # the flip view: the same shapes
+    traced = list(calls)
+    mirrored = keras.ops.convert_to_numpy(model(np.ascontiguousarray(data[:, :, ::-1]), training=False))
+    print(json.dumps({"shape": list(logits.shape), "max_diff": float(np.abs(logits - eager).max()),
+                      "max_diff_flip": float(np.abs(again - mirrored).max()), "traced": traced}))
+""")
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_predict_logits_compiles_once_at_a_fixed_batch_and_equals_the_eager_logits(backend, root, tmp_path):
+    result = json.loads(run_python(PREDICT, subprocess_env(root, tmp_path, backend)).stdout.strip().splitlines()[-1])
+    assert result["shape"] == [11, 5]
+    assert result["max_diff"] < 1e-5 and result["max_diff_flip"] < 1e-5, result
+    # Six batches, one trace at the fixed batch (an eager model call would run `call` once per batch).
+    assert result["traced"] == [[4, 8, 8, 3]], result
