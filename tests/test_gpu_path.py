@@ -267,3 +267,86 @@ def test_predict_logits_compiles_once_at_a_fixed_batch_and_equals_the_eager_logi
     assert result["max_diff"] < 1e-5 and result["max_diff_flip"] < 1e-5, result
     # Six batches, one trace at the fixed batch (an eager model call would run `call` once per batch).
     assert result["traced"] == [[4, 8, 8, 3]], result
+
+
+# ---- (4) TensorFlow out of a JAX job -------------------------------------------------------------------------
+
+JAX_JOB = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from ran.runtime import load_framework, prepare_runtime
+
+    prepare_runtime()
+    assert load_framework() == "jax"  # as ran train / evaluate / bench: right after prepare_runtime
+    import keras, numpy as np
+    from ran.evaluate import load_trained_model, predict_logits
+    from ran.train.loop import train_seed
+
+    def tiny():
+        inputs = keras.Input((32, 32, 3))
+        x = keras.layers.BatchNormalization()(keras.layers.Conv2D(4, 3, strides=4)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)), name="tiny")
+
+    training = {"batch_size": 4, "base_lr": 0.01, "lr_decay_at": [0.4, 0.6], "lr_decay_factor": 0.1,
+                "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "pad": 4, "flip": True,
+                "mixed_precision": "float32", "jit": "auto", "iterations": 2, "checkpoint_every": 1, "log_every": 1,
+                "name": "test"}
+    rng, out = np.random.default_rng(0), Path(sys.argv[1])
+    images, labels = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 16)
+    # seeds (keras.utils.set_random_seed), fits, checkpoints and saves the model: each imported TensorFlow before
+    train_seed(tiny, images, labels, training, 0, out / "out", out / "ckpt", record={"run": "tiny"}, progress=False)
+    logits = predict_logits(load_trained_model(out / "out" / "model.keras"), images, 8)
+    print(json.dumps({"tensorflow_imported": "tensorflow" in sys.modules, "logits": list(logits.shape)}))
+""")
+
+KERAS_SEEDS = "import sys, keras; keras.utils.set_random_seed(0); print('tensorflow' in sys.modules)"
+
+
+def test_a_jax_job_trains_saves_and_evaluates_without_importing_tensorflow(root, tmp_path):
+    env = subprocess_env(root, tmp_path, "jax")
+    # What Keras does by itself where TensorFlow is installed (when this fails, Keras stopped: drop the workaround).
+    assert run_python(KERAS_SEEDS, env).stdout.strip() == "True"
+    result = run_python(JAX_JOB, env, str(tmp_path / "job"))
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"tensorflow_imported": False, "logits": [16, 10]}
+
+
+def test_bench_jit_on_a_tensorflow_cpu_turns_determinism_off_and_says_so(capsys):
+    from argparse import Namespace
+
+    from ran.bench import determinism
+
+    assert determinism(Namespace(jit="true", deterministic="auto"), False, "tensorflow") == "false"
+    assert "TF op determinism off" in capsys.readouterr().err
+    assert determinism(Namespace(jit="true", deterministic="true"), False, "tensorflow") == "true"
+    warning = capsys.readouterr().err
+    assert "measures no XLA" in warning and len(warning.strip().splitlines()) == 1
+    for args, gpu, backend in ((Namespace(jit="auto", deterministic="auto"), False, "tensorflow"),
+                               (Namespace(jit="true", deterministic="auto"), True, "tensorflow"),
+                               (Namespace(jit="true", deterministic="auto"), False, "jax")):
+        assert determinism(args, gpu, backend) == "auto"
+    assert capsys.readouterr().err == ""
+
+
+BENCH_JIT = textwrap.dedent("""
+    import json, sys
+    import keras
+    import ran.models
+    from ran.bench import main
+
+    def tiny(name, num_classes, **kwargs):  # the bench's real path (build, compile, fit, predict), a tiny network
+        inputs = keras.Input((32, 32, 3))
+        x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=4)(inputs))
+        return keras.Model(inputs, keras.layers.Dense(num_classes)(x), name="tiny")
+
+    ran.models.build_network, ran.models.forward_macs = tiny, lambda network: 1
+    main(["--jit", "true", "--batch-size", "2", "--steps", "1", "--repeats", "1", "--out", sys.argv[1]])
+""")
+
+
+def test_bench_jit_true_on_a_tensorflow_cpu_measures_xla(root, tmp_path):
+    """A process of its own: TF op determinism, once on, stays on (and other tests may have turned it on)."""
+    env = subprocess_env(root, tmp_path, "tensorflow")
+    result = run_python(BENCH_JIT, env, str(tmp_path / "bench.json"))
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert (bench["jit"], bench["deterministic_ops"]) == (True, False), bench
+    assert "TF op determinism off" in result.stderr

@@ -93,8 +93,9 @@ def benchmark(args) -> dict:
     policy, jit = resolve_precision(args.precision, gpu), resolve_jit(CHOICES[args.jit], gpu)
     keras.utils.set_random_seed(0)
     # The trainer's choice unless overridden: TF op determinism is process-wide and cannot be switched off again.
-    deterministic = use_deterministic_ops(gpu) if args.deterministic == "auto" else args.deterministic == "true"
-    if args.deterministic == "true" and keras.backend.backend() == "tensorflow":
+    choice = determinism(args, gpu, keras.backend.backend())
+    deterministic = use_deterministic_ops(gpu) if choice == "auto" else choice == "true"
+    if choice == "true" and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
@@ -155,6 +156,20 @@ def benchmark(args) -> dict:
         "libraries": provenance.library_versions(),
         "load_average": list(os.getloadavg()), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def determinism(args, gpu: bool, backend: str) -> str:
+    """`--deterministic` as applied: TF op determinism (the CPU default) makes Keras drop XLA, so `--jit true` on a
+    TensorFlow CPU turns the default off, and says so; asked for both, it warns that no XLA is measured."""
+    if backend != "tensorflow" or gpu or args.jit != "true" or args.deterministic == "false":
+        return args.deterministic
+    if args.deterministic == "auto":
+        print("ran bench: --jit true on a TensorFlow CPU: TF op determinism off (Keras drops XLA under it), as "
+              "--deterministic false", file=sys.stderr)
+        return "false"
+    print("ran bench: warning: --deterministic true makes Keras run TensorFlow without XLA, so --jit true measures "
+          "no XLA; drop --deterministic true to measure XLA", file=sys.stderr)
+    return "true"
 
 
 def bench_config(args):
@@ -242,11 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.network != "resnet164":  # record the paper's defaults that build_network would pick
         args.attention, args.learning = args.attention or "mixed", args.learning or "ARL"
         args.mask = args.mask or "encoder_decoder"
-    from ran.runtime import check_device_visible, prepare_runtime
+    from ran.runtime import load_framework, prepare_runtime
 
     prepare_runtime(int(os.environ.get("RAN_JOBS_PER_GPU", "1")))  # before Keras: a GPU slot, memory, logs
     try:
-        check_device_visible()
+        load_framework()
         result = benchmark(args)
     except ValueError as error:
         parser.exit(1, f"ran bench: {error}\n")

@@ -276,10 +276,10 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         run = run_config(params, args.run)
         if not_selected_note(args.models) is None:  # a run that trained: load Keras on a GPU slot of its own
-            from ran.runtime import check_device_visible, prepare_runtime
+            from ran.runtime import load_framework, prepare_runtime
 
             prepare_runtime(params.get("jobs_per_gpu", 1))
-            check_device_visible()  # a GPU machine whose framework sees none: stop, naming the install
+            load_framework()  # TensorFlow out of a JAX job; a GPU machine whose framework sees none stops here
         metrics = evaluate_run(run, args.seeds or params["seeds"], args.models, args.prepared, args.out,
                                profile=args.profile, batch_size=args.batch_size)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as error:

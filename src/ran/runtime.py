@@ -13,7 +13,8 @@ Only defaults: a variable the user set is left alone.
 - Compilation caches: every job and every resume would recompile the same step (minutes for the deepest networks),
   so both backends keep compiled XLA programs in a per-user folder (`compile_caches`).
 
-After the framework loads, `check_device_visible` stops a job on a GPU machine whose framework sees no GPU (a
+`load_framework`, called right after, loads Keras's backend: under JAX it keeps TensorFlow out of the process
+(`keep_tensorflow_out`), then `check_device_visible` stops a job on a GPU machine whose framework sees no GPU (a
 CPU-only jaxlib, a TensorFlow without its CUDA libraries): it would train at CPU speed, and say so only in a log
 line that the log level above hides.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -162,3 +164,38 @@ def check_device_visible() -> None:
         f"this machine has a GPU ({'; '.join(signals)}) but the {backend} backend sees none, so the job would run "
         f"on the CPU: install its CUDA build with `{CUDA_INSTALL[backend]}` (or set CUDA_VISIBLE_DEVICES= to run "
         f"on the CPU on purpose)")
+
+
+def keep_tensorflow_out() -> bool:
+    """Under another backend, make Keras take TensorFlow as not installed; True where it did.
+
+    Keras imports TensorFlow whenever it is installed: `keras.utils.set_random_seed` to seed it too, and every
+    `model.save` to test objects against TensorFlow's types (`tf.available` of its lazy module). In a JAX job that is
+    a second CUDA stack in the process beside jax's (jax#9454 is that kind of failure) and seconds of import. Both
+    uses skip TensorFlow where it is absent, a configuration Keras supports and tests/test_jax_without_tensorflow.py
+    runs; the lazy module has no public switch, so its private flag is set. Does nothing where TensorFlow is the
+    backend or already imported, or where a later Keras drops that module (then TensorFlow loads as before).
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        return False
+    try:
+        from keras.src.utils import module_utils
+    except ImportError:
+        return False
+    lazy = getattr(module_utils, "tensorflow", None)
+    if lazy is None or not hasattr(lazy, "_available"):
+        return False
+    lazy._available = False
+    return True
+
+
+def load_framework() -> str:
+    """Load the Keras backend for a `ran` job, right after `prepare_runtime`: TensorFlow kept out of a JAX job,
+    then the device check (DeviceNotVisible). Returns the backend's name."""
+    import keras
+
+    keep_tensorflow_out()
+    check_device_visible()
+    return keras.backend.backend()
