@@ -154,3 +154,22 @@ def test_several_steps_per_execution_give_the_same_weights(tmp_path, monkeypatch
     assert several["final_train_loss"] == single["final_train_loss"]
     for a, b in zip(weights(tmp_path / "several" / "out"), weights(tmp_path / "single" / "out"), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_validation_error_recomputes_batch_norm_and_restores_the_running_statistics():
+    from ran.train.loop import validation_error
+
+    inputs = keras.Input((4,))
+    norm = keras.layers.BatchNormalization()
+    model = keras.Model(inputs, keras.layers.Dense(3)(norm(inputs)))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=5.0, size=(8, 4)).astype(np.float32) for _ in range(2)]
+    validation = (rng.normal(loc=5.0, size=(30, 4)).astype(np.float32), rng.integers(0, 3, 30))
+    before = [np.array(ops.convert_to_numpy(v)) for v in (norm.moving_mean, norm.moving_variance)]
+    error = validation_error(model, model, validation, batches)
+    after = [np.array(ops.convert_to_numpy(v)) for v in (norm.moving_mean, norm.moving_variance)]
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b)
+    recalibrate_batch_norm(model, batches)
+    logits = np.asarray(model.predict(validation[0], verbose=0))
+    assert error == pytest.approx(100.0 * np.mean(logits.argmax(axis=1) != validation[1]))
