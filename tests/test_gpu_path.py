@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import tomllib
 
 import pytest
@@ -350,3 +351,74 @@ def test_bench_jit_true_on_a_tensorflow_cpu_measures_xla(root, tmp_path):
     bench = json.loads((tmp_path / "bench.json").read_text())
     assert (bench["jit"], bench["deterministic_ops"]) == (True, False), bench
     assert "TF op determinism off" in result.stderr
+
+
+# ---- (5) ran gpucheck ---------------------------------------------------------------------------------------
+
+GPUCHECK_KEYS = {"command", "settings", "started_at", "finished_at", "wall_s", "budget_exhausted", "host", "backends",
+                 "bench", "compile_cache", "train", "not_run", "runs"}
+TINY = ["--networks", "attention56", "--batches", "2", "--precisions", "float32", "--steps", "2", "--repeats", "1",
+        "--train-iterations", "2", "--train-batch", "2", "--train-images", "16", "--test-images", "8"]
+
+
+def gpucheck(root, tmp_path, *argv: str, timeout: int = 900) -> dict:
+    env = subprocess_env(root, tmp_path, "tensorflow")
+    out = tmp_path / "gpucheck.json"
+    result = subprocess.run([sys.executable, "-m", "ran.cli", "gpucheck", "--out", str(out), "--params",
+                             str(root / "params.yaml"), *argv], env=env, capture_output=True, text=True,
+                            timeout=timeout, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_gpucheck_plans_every_measurement_and_lists_what_the_budget_left_out(root, tmp_path):
+    """No budget at all: nothing starts, and the JSON says what would have run, on both backends, and why not."""
+    report = gpucheck(root, tmp_path, "--budget-s", "0", "--networks", "attention56,resnet164", "--batches", "2,4")
+    assert GPUCHECK_KEYS <= set(report) and report["budget_exhausted"] is True
+    assert report["bench"] == [] and report["compile_cache"] == {} and report["train"] is None
+    assert set(report["backends"]) == {"tensorflow", "jax"} and report["host"]["cpu_cores"] >= 1
+    assert all(line.endswith(": budget") for line in report["not_run"]), report["not_run"]
+    # 2 networks x 2 precisions x 2 batches, and a compile pair, per backend; training on the current one only
+    assert len(report["not_run"]) == 2 * (8 + 1) + 1
+    assert "tensorflow bench resnet164 bfloat16 batch 4: budget" in report["not_run"]
+    assert report["not_run"][0].startswith("tensorflow ")  # the current backend first
+
+
+def test_a_measurement_still_running_at_the_budget_is_stopped_with_its_process_group(tmp_path):
+    from ran.gpucheck import run_process
+
+    script = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); " \
+             "time.sleep(60)"
+    tick = time.time()
+    process = run_process([sys.executable, "-c", script], dict(os.environ), tmp_path / "log", time.time() + 2)
+    assert process["stopped_at_budget"] is True and process["returncode"] is None
+    assert time.time() - tick < 20
+
+
+def test_gpucheck_with_a_tiny_budget_measures_first_and_stops_starting(root, tmp_path):
+    """One network, batch 2, float32, 2 steps: the first bench starts within the budget and finishes in its
+    grace time (or is stopped there); nothing starts after the budget."""
+    report = gpucheck(root, tmp_path, "--budget-s", "5", *TINY)
+    assert GPUCHECK_KEYS <= set(report) and report["budget_exhausted"] is True
+    assert report["backends"]["tensorflow"]["device"], report["backends"]
+    first = report["bench"][0] if report["bench"] else None
+    if first is not None:
+        assert first["status"] == "ok", first
+        assert {"train_images_per_s", "compile_s", "device", "dtype_policy"} <= set(first["result"])
+    else:  # a slow machine: stopped in its grace time
+        assert "tensorflow bench attention56 float32 batch 2: stopped at the budget" in report["not_run"]
+    assert "tensorflow train+evaluate attention56 2 iterations batch 2: budget" in report["not_run"]
+    assert report["wall_s"] < 5 + 45 + 30
+
+
+@pytest.mark.slow
+def test_gpucheck_runs_every_step_on_one_backend(root, tmp_path):
+    report = gpucheck(root, tmp_path, "--budget-s", "600", "--backends", "tensorflow", *TINY)
+    assert report["not_run"] == [] and report["budget_exhausted"] is False
+    (bench,) = report["bench"]
+    assert bench["status"] == "ok" and bench["result"]["batch_size"] == 2
+    cache = report["compile_cache"]["tensorflow"]
+    assert cache["cold"]["status"] == cache["warm"]["status"] == "ok" and cache["warm_over_cold_compile"] > 0
+    train = report["train"]
+    assert train["status"] == "ok", train
+    assert train["result"]["training"]["iterations"] == 2 and train["result"]["evaluation"]["test_images"] == 8

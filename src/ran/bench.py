@@ -229,7 +229,8 @@ def table(result: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser_and_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """`ran bench`'s parser and its checked arguments (also how `ran gpucheck` describes a measurement)."""
     parser = argparse.ArgumentParser(prog="ran bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", default="attention56", help="a key of ran.models.VARIANTS (default: %(default)s)")
     parser.add_argument("--num-classes", type=int, default=10)
@@ -257,6 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.network != "resnet164":  # record the paper's defaults that build_network would pick
         args.attention, args.learning = args.attention or "mixed", args.learning or "ARL"
         args.mask = args.mask or "encoder_decoder"
+    return parser, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, args = parser_and_args(argv)
     from ran.runtime import load_framework, prepare_runtime
 
     prepare_runtime(int(os.environ.get("RAN_JOBS_PER_GPU", "1")))  # before Keras: a GPU slot, memory, logs

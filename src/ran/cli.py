@@ -23,6 +23,7 @@ COMMANDS = {
     "figures": ("ran.report.figures", "Training curves, per-table charts and attention-mask pictures."),
     "report": ("ran.report.render", "Execute the report notebook and render it to HTML."),
     "bench": ("ran.bench", "Benchmark training and inference speed of one network."),
+    "gpucheck": ("ran.gpucheck", "On a GPU machine: benches, compile caches, a short run, evaluation: one JSON."),
 }
 
 
