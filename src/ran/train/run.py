@@ -124,7 +124,10 @@ def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy:
             print(f"train: {run['run']} seed {seed} already finished in {seed_dir}; skipped", file=sys.stderr)
             records.append(json.loads((seed_dir / "train.json").read_text()))
             continue
-        from ran.train.loop import train_seed  # Keras and its backend load only when a seed trains
+        from ran.runtime import load_framework
+
+        load_framework()  # only when a seed trains: TensorFlow out of a JAX job; a GPU it cannot see stops here
+        from ran.train.loop import train_seed
 
         labels, realised = training_labels(run, clean, noisy, seed)
         train_images, labels = (images[kept], labels[kept]) if len(held) else (images, labels)
