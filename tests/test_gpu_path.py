@@ -422,3 +422,19 @@ def test_gpucheck_runs_every_step_on_one_backend(root, tmp_path):
     train = report["train"]
     assert train["status"] == "ok", train
     assert train["result"]["training"]["iterations"] == 2 and train["result"]["evaluation"]["test_images"] == 8
+
+
+@pytest.mark.parametrize(("isa", "precision", "capped"), [
+    ("avx512", "float32", True), ("avx512", "auto", True), ("avx512", "bfloat16", False), ("avx512", None, False),
+    ("avx2", "float32", False)])
+def test_onednn_is_capped_only_for_float32_training_on_avx512(monkeypatch, isa, precision, capped):
+    """The cap makes same-seed float32 runs bit-equal on AVX-512; AVX2 oneDNN has no bfloat16 convolution, so a
+    bfloat16 job (and a job that does not train) keeps the full ISA."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(runtime, "cpu_isa", lambda: isa)
+    monkeypatch.setattr(runtime, "has_gpu", lambda: False)
+    monkeypatch.setattr(runtime, "compile_caches", lambda: {})
+    monkeypatch.setattr("ran.gpus.device_count", lambda: 0)
+    chosen = runtime.prepare_runtime(training_precision=precision)
+    assert (chosen.get("ONEDNN_MAX_CPU_ISA") == "AVX2") is capped
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)

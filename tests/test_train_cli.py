@@ -195,7 +195,7 @@ A56_SCRIPT = textwrap.dedent("""
 
     from ran.runtime import prepare_runtime
 
-    prepare_runtime()  # as `ran train` does before Keras loads (one inter-op thread; AVX2 oneDNN on AVX-512)
+    prepare_runtime(training_precision="float32")  # as `ran train` does: one inter-op thread, AVX2 oneDNN on AVX-512
     from ran.models import build_network
     from ran.train.loop import Interrupted, train_seed
 

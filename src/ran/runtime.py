@@ -5,8 +5,8 @@ Only defaults: a variable the user set is left alone.
   collide; `TF_FORCE_GPU_ALLOW_GROWTH=true` and `XLA_PYTHON_CLIENT_PREALLOCATE=false` make both allocate as needed.
 - Devices: with several GPUs each job takes one of its own (`ran.gpus`, `jobs_per_gpu` jobs per GPU).
 - Determinism: on a CPU, TensorFlow runs one inter-op thread (`TF_NUM_INTEROP_THREADS=1`), which with its op
-  determinism makes same-seed runs equal bit for bit; on a CPU with AVX-512, oneDNN is also capped at AVX2
-  (`ONEDNN_MAX_CPU_ISA=AVX2`): its AVX-512 kernels give other bits from run to run (docs/performance.md).
+  determinism makes same-seed runs equal bit for bit; a float32 training job on a CPU with AVX-512 also caps oneDNN
+  at AVX2 (`ONEDNN_MAX_CPU_ISA=AVX2`): its AVX-512 kernels give other bits from run to run (docs/performance.md).
 - Logs: on a machine without an NVIDIA GPU, TensorFlow's failed CUDA initialisation is noise in every job's log
   ("failed call to cuInit"), so its C++ log level is raised to errors-off there (3); with a GPU it stays at 2
   (warnings off, errors on).
@@ -82,8 +82,12 @@ def cpu_isa() -> str:
     return "other"
 
 
-def prepare_runtime(jobs_per_gpu: int = 1) -> dict[str, str]:
-    """Set the defaults above and take a GPU slot where there are GPUs; return the variables it set."""
+def prepare_runtime(jobs_per_gpu: int = 1, training_precision: str | None = None) -> dict[str, str]:
+    """Set the defaults above and take a GPU slot where there are GPUs; return the variables it set.
+
+    `training_precision` is the `mixed_precision` of a job that trains (None for the others): only a float32 CPU
+    training job gets the oneDNN cap, since AVX2 oneDNN has no bfloat16 convolution (a capped bfloat16 Conv2D
+    fails with 'could not create a primitive descriptor')."""
     from ran.gpus import assign_gpu, device_count
 
     gpu = bool(device_count() or has_gpu())
@@ -91,7 +95,7 @@ def prepare_runtime(jobs_per_gpu: int = 1) -> dict[str, str]:
                 "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
     if not gpu:  # same-seed runs equal bit for bit on a CPU (ran.train.loop.use_deterministic_ops)
         defaults["TF_NUM_INTEROP_THREADS"] = "1"
-        if cpu_isa() == "avx512":  # the cheapest setting that makes oneDNN repeat itself there (AVX2 hosts: none)
+        if cpu_isa() == "avx512" and training_precision in ("float32", "auto"):  # AVX2 hosts need nothing
             defaults["ONEDNN_MAX_CPU_ISA"] = "AVX2"
     chosen = {name: value for name, value in defaults.items() if name not in os.environ}
     chosen |= compile_caches()

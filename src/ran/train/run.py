@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with hold_lock(args.checkpoints):  # the whole training: a second engine on this run stops at once
             (Path(args.out) / NOT_SELECTED).unlink(missing_ok=True)
-            prepare_runtime(params.get("jobs_per_gpu", 1))  # before Keras loads: a GPU slot, memory as needed, logs
+            # before Keras loads: a GPU slot, memory as needed, logs, the deterministic CPU path
+            prepare_runtime(params.get("jobs_per_gpu", 1), training["mixed_precision"])
             records = train_run(run, training, args.seeds or params["seeds"], args.prepared, args.noisy, args.out,
                                 args.checkpoints, progress=not args.no_progress)
     except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged, LockHeld) as error:
