@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -210,6 +211,15 @@ def compile_for_training(model: keras.Model, config: TrainingConfig, jit: bool):
                   jit_compile=jit, run_eagerly=config.run_eagerly, steps_per_execution=steps_per_execution(config))
     model.optimizer.build(model.trainable_variables)
     return schedule
+
+
+def segment_inputs(images: np.ndarray, labels: np.ndarray, seed: int, span: tuple[int, int],
+                   config: TrainingConfig) -> tuple[dict, np.ndarray]:
+    """The training model's inputs and labels for iterations [start, stop): a pure function of (seed, span), so a
+    thread can prepare the next segment's while the current one trains."""
+    start, stop = span
+    chosen = batch_indices(seed, len(images), config.batch_size, start, stop)
+    return training_inputs(images[chosen], seed, start, stop, config.batch_size, config), labels[chosen]
 
 
 def steps_per_execution(config: TrainingConfig) -> int:
@@ -463,13 +473,17 @@ def train_seed(
     print(f"train: {report.name}: {'resuming at' if state.step else 'starting at'} iteration {state.step}/"
           f"{iterations}, checkpoint every {config.checkpoint_every} iterations in {checkpoint_dir}", flush=True)
     val_error = None
+    ends = segment_ends(state.step, iterations, config.log_every, config.checkpoint_every, per_pass)
+    spans = list(zip([state.step, *ends[:-1]], ends, strict=True))
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-segment")
+    upcoming = prefetch.submit(segment_inputs, images, labels, seed, spans[0], config) if spans else None
     try:
-        for stop in segment_ends(state.step, iterations, config.log_every, config.checkpoint_every, per_pass):
-            start = state.step
-            chosen = batch_indices(seed, len(images), batch, start, stop)
+        for index, (start, stop) in enumerate(spans):
             tick = time.perf_counter()
-            inputs = training_inputs(images[chosen], seed, start, stop, batch, config)
-            logs = model.fit(inputs, labels[chosen], batch_size=batch, epochs=1, shuffle=False, verbose=0).history
+            inputs, targets = upcoming.result()
+            if index + 1 < len(spans):  # gathered and drawn on the host while the device runs this segment
+                upcoming = prefetch.submit(segment_inputs, images, labels, seed, spans[index + 1], config)
+            logs = model.fit(inputs, targets, batch_size=batch, epochs=1, shuffle=False, verbose=0).history
             check_finite(logs, start, schedule, seed, out_dir, checkpoint_dir)
             state.add_segment(stop, time.perf_counter() - tick, logs["loss"][-1], logs["accuracy"][-1])
             state.step = stop
@@ -494,6 +508,7 @@ def train_seed(
             if interrupt_after is not None and stop >= interrupt_after:
                 raise Interrupted(f"interrupted after iteration {stop} (test hook)")
     finally:
+        prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
     averaging = average_weights(model, config, images, seed)
     live.end()
