@@ -438,3 +438,29 @@ def test_onednn_is_capped_only_for_float32_training_on_avx512(monkeypatch, isa, 
     chosen = runtime.prepare_runtime(training_precision=precision)
     assert (chosen.get("ONEDNN_MAX_CPU_ISA") == "AVX2") is capped
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+
+
+@pytest.mark.parametrize(("plugin", "gpu", "user", "expected"), [
+    (True, True, None, "jax"), (False, True, None, None), (True, False, None, None), (True, True, "tensorflow",
+                                                                                       "tensorflow")])
+def test_gpu_jobs_default_to_jax_where_a_cuda_jax_is_installed(monkeypatch, plugin, gpu, user, expected):
+    import importlib.metadata
+    import sys
+
+    def version(name):
+        if plugin and name == "jax-cuda12-plugin":
+            return "0.7.0"
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    monkeypatch.setattr(runtime, "has_gpu", lambda: gpu)
+    monkeypatch.setattr(runtime, "compile_caches", lambda: {})
+    monkeypatch.setattr(runtime, "cpu_isa", lambda: "avx2")
+    monkeypatch.setattr("ran.gpus.device_count", lambda: 0)
+    monkeypatch.setattr("ran.gpus.assign_gpu", lambda jobs_per_gpu: None)
+    monkeypatch.delitem(sys.modules, "keras", raising=False)  # before Keras loads, as in a fresh `ran train`
+    monkeypatch.setenv("KERAS_BACKEND", user or "unset")  # records the variable's state, so teardown restores it
+    if user is None:
+        monkeypatch.delenv("KERAS_BACKEND")
+    runtime.prepare_runtime()
+    assert os.environ.get("KERAS_BACKEND") == expected
