@@ -260,3 +260,13 @@ def test_train_job_logs_keep_earlier_attempts(root):
     """A resumed job appends to its log under a dated line; `2>` would overwrite the interrupted attempt's log."""
     rule = (root / "workflow" / "rules" / "train.smk").read_text().split("rule evaluate:")[0]
     assert "2>> {log:q}" in rule and "2> {log" not in rule and "== attempt $(date" in rule
+
+
+def test_dvc_train_and_evaluate_depend_on_every_module_that_shapes_a_run(root):
+    """config.py's run defaults change every attention run's network; ran.data loads what it trains on."""
+    import yaml
+
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    for stage in ("train", "evaluate"):
+        deps = set(stages[stage]["do"]["deps"])
+        assert {"src/ran/train", "src/ran/models", "src/ran/data", "src/ran/config.py", "src/ran/runtime.py"} <= deps
