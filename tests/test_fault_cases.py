@@ -224,3 +224,15 @@ def test_a_finished_seed_stays_finished_when_only_the_cadence_changes(tmp_path):
     (seed_dir / "train.json").write_text(json.dumps({"run": "r", "training": {**TRAINING}}))
     assert is_finished(seed_dir, {"run": "r"}, {**TRAINING, "log_every": 3, "checkpoint_every": 6})
     assert not is_finished(seed_dir, {"run": "r"}, {**TRAINING, "base_lr": 0.5})
+
+
+def test_a_params_path_that_is_a_folder_or_nested_too_deeply_is_one_line(tmp_path):
+    from ran.config import ConfigError, load_params
+
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        load_params(tmp_path)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply") as error:
+        load_params(deep)
+    assert "\n" not in str(error.value)

@@ -159,6 +159,8 @@ def read_yaml(path: str | Path) -> object:
         return yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    except RecursionError:  # a hand-written file nested hundreds of levels deep, not a config
+        raise ConfigError(f"{path} is nested too deeply to be a params file: restore it from git") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -169,6 +171,9 @@ def read_yaml(path: str | Path) -> object:
 def load_params(path: str | Path = "params.yaml") -> dict:
     """Read and validate a params file."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"params path {path} is not a regular file (a folder or a device): pass the params.yaml "
+                          f"file itself")
     if not path.is_file():
         raise ConfigError(f"params file not found: {path}")
     params = read_yaml(path)
