@@ -4,6 +4,7 @@
 import hashlib
 import json
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -201,7 +202,7 @@ def test_a_second_holder_of_a_run_lock_fails_at_once_naming_the_first(tmp_path, 
     holder.send_signal(signal.SIGKILL)  # a crash: the kernel drops the lock with the process
     holder.wait()
     with hold_lock(tmp_path / "ckpt"):
-        assert json.loads((tmp_path / "ckpt" / ".lock").read_text())["command"] == " ".join(sys.orig_argv)
+        assert json.loads((tmp_path / "ckpt" / ".lock").read_text())["command"] == shlex.join(sys.orig_argv)
 
 
 def test_ran_train_of_a_locked_run_stops_in_one_line(tmp_path, root, holder, capsys):
