@@ -157,15 +157,32 @@ def test_comparison_fails_when_dvc_loses_a_dependency(repo, paper_jobs, tmp_path
 
 def test_comparison_fails_on_a_changed_command_or_output(paper_jobs):
     job = paper_jobs["tables"]
-    changed = {**paper_jobs, "tables": dag.Job("tables", job.cmd + " --extra", job.deps, job.outs)}
+    changed = {**paper_jobs, "tables": dag.Job("tables", job.cmd + " --extra", job.deps, job.outs, job.code)}
     assert dag.compare(paper_jobs, changed) == [f"tables: commands differ\n  snakemake: {job.cmd}\n"
                                                 f"  dvc:       {job.cmd} --extra"]
-    moved = {**paper_jobs, "tables": dag.Job("tables", job.cmd, job.deps, frozenset({"results/tables"}))}
+    moved = {**paper_jobs, "tables": dag.Job("tables", job.cmd, job.deps, frozenset({"results/tables"}), job.code)}
     problems = dag.compare(paper_jobs, moved)
     assert any(p.startswith("tables: outputs differ") for p in problems)
     assert any(p.startswith("report: upstream jobs differ") for p in problems)
     missing = {k: v for k, v in paper_jobs.items() if k != "noise"}
     assert "only in Snakemake: noise" in dag.compare(paper_jobs, missing)
+    uncoded = {**paper_jobs, "tables": dag.Job("tables", job.cmd, job.deps, job.outs, job.code - {job_code(job)})}
+    assert dag.compare(paper_jobs, uncoded) == [
+        f"tables: code differs: only snakemake [{job_code(job)!r}], only dvc []"]
+
+
+def job_code(job) -> str:
+    return sorted(job.code)[0]
+
+
+def test_every_job_depends_on_the_code_it_imports(paper_jobs):
+    """Both engines rerun a job whose code changed: Snakemake lists each module file as an input, as dvc.yaml's
+    folders expand (equality is checked by the parity test); a model or config edit reaches train and evaluate."""
+    for name, job in paper_jobs.items():
+        assert job.code, f"{name} lists no code"
+    train = paper_jobs["train@c10_a56_arl_mixed"].code
+    assert {"src/ran/config.py", "src/ran/models/mask.py", "src/ran/data/prepare.py", "src/ran/train/loop.py"} <= train
+    assert "src/ran/models/mask.py" in paper_jobs["evaluate@c10_a56_arl_mixed"].code
 
 
 def test_commands_differ_only_by_log_redirection():

@@ -15,9 +15,11 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ran.config import code_files
+
 LOG_REDIRECT = re.compile(r"\s*2>>?\s*\S+\s*$")  # Snakemake sends a job's stderr to its log; stdout to the console
 ATTEMPT_LINE = re.compile(r"^\s*echo\s+\"== attempt [^\"]*==\"\s*>>\s*\S+;\s*")  # a dated line first in the log
-CODE_PREFIXES = ("src/",)  # DVC lists code as deps; Snakemake tracks code through its rerun triggers instead
+CODE_PREFIXES = ("src/",)  # code deps: DVC lists folders and files, Snakemake the .py files; compared as files
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Job:
     cmd: str
     deps: frozenset[str]
     outs: frozenset[str]
+    code: frozenset[str] = frozenset()  # the .py files the job depends on
     log: str = field(default="", compare=False)  # Snakemake only: DVC prints to the terminal
     resources: str = field(default="", compare=False)  # Snakemake only
 
@@ -87,10 +90,12 @@ def parse_dry_run(text: str) -> dict[str, Job]:
             if block["rule"] != "all":
                 values = [v.split("=", 1)[1] for v in block["wildcards"].split(", ") if v]
                 name = "@".join([block["rule"], *values])
+                inputs = [p for p in block["input"].split(", ") if p]
                 jobs[name] = Job(
                     name=name,
                     cmd=_command(line.removeprefix("Shell command: ")),
-                    deps=frozenset(p for p in block["input"].split(", ") if p),
+                    deps=frozenset(p for p in inputs if not p.startswith(CODE_PREFIXES)),
+                    code=frozenset(p for p in inputs if p.startswith(CODE_PREFIXES)),
                     outs=frozenset(p for p in block["output"].split(", ") if p),
                     log=block["log"],
                     resources=block["resources"],
@@ -114,6 +119,8 @@ def dvc_jobs(workdir: Path) -> dict[str, Job]:
                     if not isinstance(dep, ParamsDependency) and not dep.def_path.startswith(CODE_PREFIXES)
                 ),
                 outs=frozenset(out.def_path for out in stage.outs),
+                code=frozenset(code_files([dep.def_path for dep in stage.deps
+                                           if dep.def_path.startswith(CODE_PREFIXES)], workdir)),
             )
             for stage in repo.index.stages
         }
@@ -168,6 +175,9 @@ def compare(snakemake: dict[str, Job], dvc: dict[str, Job]) -> list[str]:
         if smk_edges[name] != dvc_edges[name]:
             problems.append(f"{name}: upstream jobs differ: only snakemake {sorted(smk_edges[name] - dvc_edges[name])},"
                             f" only dvc {sorted(dvc_edges[name] - smk_edges[name])}")
+        if s.code != d.code:
+            problems.append(f"{name}: code differs: only snakemake {sorted(s.code - d.code)}, "
+                            f"only dvc {sorted(d.code - s.code)}")
         if smk_ext[name] != dvc_ext[name]:
             problems.append(f"{name}: source inputs differ: snakemake {sorted(smk_ext[name])}, "
                             f"dvc {sorted(dvc_ext[name])}")

@@ -19,7 +19,29 @@ ATTENTION_DEFAULTS = {"mask": "encoder_decoder"}
 # The fast recipe's optional training keys (docs/recipe.md) and the values that are the paper's protocol.
 RECIPE_DEFAULTS = {"schedule": "step", "warmup": 0.0, "warmup_from": 0.1, "label_smoothing": 0.0, "ema": 0.0,
                    "ema_bn_batches": 100, "validation": 0}
-ALL_RUNS = "all"  # a profile's `runs: all` selects the whole matrix
+ALL_RUNS = "all"
+# The code a job imports, as dvc.yaml lists it under `deps` and the Snakefile as inputs (file by file: Snakemake
+# compares modification times, DVC hashes content); tests keep the two equal. Editing any of it reruns the job.
+CODE_DEPENDENCIES = {
+    "download": ("src/ran/data",),
+    "prepare": ("src/ran/data",),
+    "noise": ("src/ran/data",),
+    "train": ("src/ran/config.py", "src/ran/data", "src/ran/models", "src/ran/runtime.py", "src/ran/train"),
+    "evaluate": ("src/ran/config.py", "src/ran/data", "src/ran/evaluate.py", "src/ran/models", "src/ran/runtime.py",
+                 "src/ran/train"),
+    "tables": ("src/ran/records.py", "src/ran/report"),
+    "figures": ("src/ran/records.py", "src/ran/report"),
+    "report": ("src/ran/report",),
+}
+
+
+def code_files(paths, root: str | Path) -> list[str]:
+    """`paths` (files and folders relative to `root`) as the sorted .py files they hold, relative to `root`."""
+    root, found = Path(root), set()
+    for entry in paths:
+        path = root / entry
+        found |= {str(f.relative_to(root)) for f in path.rglob("*.py")} if path.is_dir() else {str(entry)}
+    return sorted(found)  # a profile's `runs: all` selects the whole matrix
 
 
 class ConfigError(ValueError):

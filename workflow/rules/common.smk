@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from ran.config import CODE_DEPENDENCIES, code_files
+
 PROFILE = config["profile"]
 DATA = f"data/{PROFILE}"
 RESULTS = f"results/{PROFILE}"
@@ -14,7 +16,9 @@ NEEDED = {RUNS[run]["dataset"] for run in SELECTED}  # datasets the selected run
 TRAINING = {**config["training"], **{k: v for k, v in config["profiles"][PROFILE].items() if k != "runs"}}
 NOISE_DATASET = config["label_noise"]["dataset"]
 NOISY = f"{DATA}/noisy/{NOISE_DATASET}"
-RECORDS = "workflow/resources/records"  # the project's committed real-data results, shown beside every report
+RECORDS = "workflow/resources/records"
+# The modules each job imports, file by file: editing one reruns the job, as DVC does (ran.config.CODE_DEPENDENCIES).
+CODE = {job: code_files(paths, workflow.basedir) for job, paths in CODE_DEPENDENCIES.items()}  # the project's committed real-data results, shown beside every report
 
 
 wildcard_constraints:

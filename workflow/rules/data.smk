@@ -2,6 +2,8 @@
 
 
 rule download:
+    input:
+        code=CODE["download"],
     output:
         f"{DATA}/archives/{{dataset}}-binary.tar.gz",
     log:
@@ -21,7 +23,8 @@ rule download:
 
 rule prepare:
     input:
-        f"{DATA}/archives/{{dataset}}-binary.tar.gz",
+        archive=f"{DATA}/archives/{{dataset}}-binary.tar.gz",
+        code=CODE["prepare"],
     output:
         directory(f"{DATA}/prepared/{{dataset}}"),
     log:
@@ -33,12 +36,13 @@ rule prepare:
         data=config["profiles"][PROFILE]["data"],
     shell:
         "ran prepare --params params.yaml --profile {params.profile:q} --dataset {wildcards.dataset:q}"
-        " --archive {input:q} --out {output:q} 2> {log:q}"
+        " --archive {input.archive:q} --out {output:q} 2> {log:q}"
 
 
 rule noise:
     input:
-        f"{DATA}/prepared/{NOISE_DATASET}",
+        prepared=f"{DATA}/prepared/{NOISE_DATASET}",
+        code=CODE["noise"],
     output:
         directory(NOISY),
     log:
@@ -49,4 +53,4 @@ rule noise:
         label_noise=config["label_noise"],
         seeds=config["seeds"],
     shell:
-        "ran noise --params params.yaml --prepared {input:q} --out {output:q} 2> {log:q}"
+        "ran noise --params params.yaml --prepared {input.prepared:q} --out {output:q} 2> {log:q}"

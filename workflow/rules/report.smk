@@ -4,6 +4,7 @@
 rule tables:
     input:
         paper="workflow/resources/paper_results.yaml",
+        code=CODE["tables"],
         records=RECORDS,
         metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
     output:
@@ -30,6 +31,7 @@ rule tables:
 rule figures:
     input:
         paper="workflow/resources/paper_results.yaml",
+        code=CODE["figures"],
         records=RECORDS,
         metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
         models=every_run(f"{RESULTS}/models/{{run}}"),
@@ -61,6 +63,7 @@ rule figures:
 rule report:
     input:
         notebook="workflow/notebooks/report.ipynb",
+        code=CODE["report"],
         tables=f"{RESULTS}/tables",
         figures=f"{RESULTS}/figures",
     output:

@@ -5,6 +5,7 @@ rule train:
     input:
         prepared=prepared_of_run,
         noisy=NOISY,
+        code=CODE["train"],
     output:
         directory(f"{RESULTS}/models/{{run}}"),
     log:
@@ -35,6 +36,7 @@ rule evaluate:
     input:
         models=f"{RESULTS}/models/{{run}}",
         prepared=prepared_of_run,
+        code=CODE["evaluate"],
     output:
         metrics=f"{RESULTS}/eval/{{run}}/metrics.json",
         masks=f"{RESULTS}/eval/{{run}}/masks.npz",
