@@ -160,3 +160,22 @@ def test_snakemake_touch_adopts_the_dvc_outputs_and_neither_engine_reruns(dvc_re
     dry = run(["snakemake", "-n", "--config", "profile=smoke"], dvc_repo)
     assert "Nothing to be done" in dry.stdout, dry.stdout + dry.stderr
     assert UP_TO_DATE in run(["dvc", "status"], dvc_repo).stdout
+
+
+def test_a_model_edit_reruns_train_and_evaluate_under_both_engines(snakemake_repo):
+    """After the hand-over both engines are up to date; a one-line edit of the mask's module then makes each of them
+    rerun every train and evaluate job (and what follows), nothing upstream of them."""
+    module = snakemake_repo / "src" / "ran" / "models" / "mask.py"
+    original = module.read_text()
+    module.write_text(original + "# an edit\n")
+    try:
+        dry = run(["snakemake", "-n", "--config", "profile=smoke"], snakemake_repo).stdout
+        jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.MULTILINE))
+        runs = len(json.loads(run(["ran", "runs", "--json"], snakemake_repo).stdout)["runs"])
+        assert int(jobs.get("train", 0)) == runs and int(jobs.get("evaluate", 0)) == runs, dry
+        assert "prepare" not in jobs and "download" not in jobs, dry
+        status = run(["dvc", "status"], snakemake_repo).stdout
+        assert "train@c10_a56_arl_mixed:" in status and re.search(r"modified:\s+src/ran/models", status), status
+        assert "prepare@cifar10:" not in status, status
+    finally:
+        module.write_text(original)
