@@ -165,6 +165,9 @@ def test_snakemake_touch_adopts_the_dvc_outputs_and_neither_engine_reruns(dvc_re
 def test_a_model_edit_reruns_train_and_evaluate_under_both_engines(snakemake_repo):
     """After the hand-over both engines are up to date; a one-line edit of the mask's module then makes each of them
     rerun every train and evaluate job (and what follows), nothing upstream of them."""
+    set_profile(snakemake_repo, "smoke")  # the hand-over again (idempotent), so the test also stands alone
+    run(["dvc", "commit", "--force"], snakemake_repo)
+    run(["snakemake", "--touch", "--cores", "1", "--config", "profile=smoke"], snakemake_repo)
     module = snakemake_repo / "src" / "ran" / "models" / "mask.py"
     original = module.read_text()
     module.write_text(original + "# an edit\n")
