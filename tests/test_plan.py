@@ -24,3 +24,28 @@ def test_cpu_speeds_give_times_and_a_gpu_sized_profile_is_announced(params):
 def test_no_records_no_times_but_the_image_counts(params):
     text = plan_text(build_plan(params, "smoke", {}), gpu=False, source="none")
     assert "no speed known" in text and "estimated" not in text and f"{29 * 2 * 8:,} training images" in text
+
+
+def test_probes_say_what_they_do_and_are_kept_per_machine(params, monkeypatch, tmp_path, capsys):
+    import json
+
+    import ran.plan as plan
+
+    calls = []
+
+    def bench(command, **kwargs):
+        calls.append(command[command.index("--network") + 1])
+        out = command[command.index("--out") + 1]
+        with open(out, "w") as file:
+            json.dump({"train_images_per_s": 40.0, "build_s": 2.0, "compile_s": 8.0, "measured_at": "today"}, file)
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(plan.subprocess, "run", bench)
+    first = plan.probe_speeds(params, "cpu_fast")
+    assert calls == ["attention56", "resnet164"] and first == ({"attention56": 40.0, "resnet164": 40.0},
+                                                                {"attention56": 10.0, "resnet164": 10.0})
+    assert "plan: probing attention56 (1/2)" in capsys.readouterr().err
+    assert plan.probe_speeds(params, "cpu_fast") == first and len(calls) == 2  # kept: nothing measured again
+    assert "probed here before (today" in capsys.readouterr().err
+    plan.probe_speeds(params, "cpu_fast", fresh=True)
+    assert len(calls) == 4

@@ -15,9 +15,13 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
+import platform
 import subprocess
 import sys
+from pathlib import Path
 
+from ran.atomic import write_text_atomic
 from ran.config import ConfigError, load_params, resolve_profile, run_config, selected_runs
 from ran.runtime import has_gpu
 
@@ -247,25 +251,55 @@ def guard(params: dict, profile: str, records_dir: str, runs=None, allow_long: b
         return None
 
 
-def probe_speeds(params: dict, profile: str | None) -> tuple[dict[str, float], dict[str, float]]:
+def probe_cache_path() -> Path:
+    """Probes measured on this machine: `$XDG_CACHE_HOME/ran/plan-probes.json` (default ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ran" / "plan-probes.json"
+
+
+def probe_key(network: str, batch: int, precision: str) -> str:
+    """What a probe depends on: this machine (host, ISA, whether it has a GPU), the network, batch and precision."""
+    from ran.runtime import cpu_isa
+
+    host = f"{platform.node()}|{platform.machine()}|{cpu_isa()}|gpu={has_gpu()}"
+    return f"{host}|{network}|{batch}|{precision}"
+
+
+def probe_speeds(params: dict, profile: str | None, fresh: bool = False) -> tuple[dict[str, float], dict[str, float]]:
     """Training images/s of each selected network measured here with `ran bench` (3 steps after compiling), and
-    the seconds of its build and first (compiling) step."""
+    the seconds of its build and first (compiling) step; each probe is kept per machine and reused unless `fresh`."""
     import json
     import tempfile
-    from pathlib import Path
 
     training = resolve_profile(params, profile)
+    cache_path = probe_cache_path()
+    try:
+        cache = json.loads(cache_path.read_text())
+    except (OSError, ValueError):
+        cache = {}
     speeds, overheads = {}, {}
     networks = sorted({run_config(params, run_id)["network"] for run_id in selected_runs(params, training["name"])})
-    for network in networks:
-        with tempfile.TemporaryDirectory() as folder:
-            out = Path(folder) / "bench.json"
-            subprocess.run([sys.executable, "-m", "ran.cli", "bench", "--network", network, "--batch-size",
-                            str(training["batch_size"]), "--precision", training["mixed_precision"], "--steps", "3",
-                            "--repeats", "1", "--out", str(out)], check=True, capture_output=True)
-            result = json.loads(out.read_text())
-        speeds[network] = result["train_images_per_s"]
-        overheads[network] = float(result.get("build_s", 0.0)) + float(result.get("compile_s", 0.0))
+    for position, network in enumerate(networks, start=1):
+        key = probe_key(network, int(training["batch_size"]), training["mixed_precision"])
+        if key in cache and not fresh:
+            result = cache[key]
+            print(f"plan: {network} ({position}/{len(networks)}): probed here before ({result['measured_at']}; "
+                  f"--fresh measures again)", file=sys.stderr)
+        else:
+            print(f"plan: probing {network} ({position}/{len(networks)}): a build, a compile and 3 steps, a minute or "
+                  f"more on a CPU ...", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory() as folder:
+                out = Path(folder) / "bench.json"
+                subprocess.run([sys.executable, "-m", "ran.cli", "bench", "--network", network, "--batch-size",
+                                str(training["batch_size"]), "--precision", training["mixed_precision"], "--steps",
+                                "3", "--repeats", "1", "--out", str(out)], check=True, capture_output=True)
+                bench = json.loads(out.read_text())
+            result = {"images_per_s": bench["train_images_per_s"],
+                      "overhead_s": float(bench.get("build_s", 0.0)) + float(bench.get("compile_s", 0.0)),
+                      "measured_at": bench.get("measured_at", "")}
+            cache[key] = result
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(cache_path, json.dumps(cache, indent=1) + "\n")
+        speeds[network], overheads[network] = result["images_per_s"], result["overhead_s"]
         print(f"plan: probed {network}: {speeds[network]:.1f} images/s, build and compile "
               f"{overheads[network]:.0f} s", file=sys.stderr)
     return speeds, overheads
@@ -276,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     parser.add_argument("--profile", help="profile to plan (default: the file's `profile` key)")
     parser.add_argument("--records", default="workflow/resources/records", help="recorded runs (speeds)")
-    parser.add_argument("--probe", action="store_true", help="measure each network here instead (ran bench)")
+    parser.add_argument("--probe", action="store_true",
+                        help="measure each network here instead (ran bench; kept per machine in ~/.cache/ran)")
+    parser.add_argument("--fresh", action="store_true", help="with --probe: measure again what was probed before")
     args = parser.parse_args(argv)
     from ran.records import RecordError, load_records
 
@@ -284,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         if args.probe:
-            (speeds, overheads), source = probe_speeds(params, args.profile), "measured now by `ran bench`"
+            (speeds, overheads), source = probe_speeds(params, args.profile, args.fresh), "probed here by `ran bench`"
         else:
             records = load_records(args.records)
             speeds, overheads = recorded_speeds(records, gpu), recorded_overheads(records, gpu)
