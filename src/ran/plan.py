@@ -6,7 +6,8 @@ Speeds come from the recorded runs (workflow/resources/records) on the same kind
 without a record there is estimated from the recorded network closest in forward MACs (images/s scaled by the MACs
 ratio; the row says so), and the build time of each seed's model (a record's total minus training wall time) is
 counted too. `--probe` measures each network here instead (`ran bench`: a build, a compile and a few steps each;
-minutes on a CPU). A profile that would take more than a day on a machine without a GPU is announced with a
+minutes on a CPU), saying so before each, and keeps each probe per machine in ~/.cache/ran (`--fresh` measures
+again). A profile that would take more than a day on a machine without a GPU is announced with a
 warning, and the workflow stops before its first job unless `--config allow_long=true` (Snakefile, `guard`).
 """
 
