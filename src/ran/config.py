@@ -19,6 +19,13 @@ ATTENTION_DEFAULTS = {"mask": "encoder_decoder"}
 # The fast recipe's optional training keys (docs/recipe.md) and the values that are the paper's protocol.
 RECIPE_DEFAULTS = {"schedule": "step", "warmup": 0.0, "warmup_from": 0.1, "label_smoothing": 0.0, "ema": 0.0,
                    "ema_bn_batches": 100, "validation": 0}
+
+
+def uses_fast_recipe(training: dict) -> bool:
+    """Whether a training configuration sets any recipe key away from the paper's protocol."""
+    return any(training.get(key, default) != default for key, default in RECIPE_DEFAULTS.items())
+
+
 ALL_RUNS = "all"
 # The code a job imports, as dvc.yaml lists it under `deps` and the Snakefile as inputs (file by file: Snakemake
 # compares modification times, DVC hashes content); tests keep the two equal. Editing any of it reruns the job.

@@ -3,7 +3,7 @@ and the verdict; every table and the recorded view use these."""
 
 from __future__ import annotations
 
-from ran.config import RECIPE_DEFAULTS
+from ran.config import uses_fast_recipe
 
 REFERENCE_PROFILE = "paper"  # the profile that follows the paper's protocol (Sec. 4.1)
 PROTOCOL_KEYS = ("data", "iterations", "batch_size", "base_lr", "lr_decay_at", "lr_decay_factor", "momentum",
@@ -23,10 +23,6 @@ def protocol_gap(training: dict, reference: dict) -> list[str]:
             else:
                 gaps.append(f"{key} {training.get(key)!r} (paper {reference.get(key)!r})")
     return gaps
-
-
-def uses_fast_recipe(training: dict) -> bool:
-    return any(training.get(key, default) != default for key, default in RECIPE_DEFAULTS.items())
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

@@ -13,7 +13,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from ran.config import all_runs, resolve_profile
+from ran.config import all_runs, resolve_profile, uses_fast_recipe
 from ran.data import DATASET_LABELS
 from ran.report.comparison import REFERENCE_PROFILE, TOLERANCE_PP, mean_std, protocol_gap, verdict
 from ran.report.formats import Column, Table, to_markdown
@@ -121,8 +121,6 @@ def readme_table(table: Table, records: list[dict]) -> Table:
 def trials_table(records: list[dict]) -> Table:
     """Every recorded fast-recipe run with its settings, images, validation error (what chose the settings) and
     test error (read once per final setting, never used to choose): the tuning table of docs/recipe.md."""
-    from ran.report.comparison import uses_fast_recipe
-
     rows = []
     for record in sorted(records, key=lambda r: (r["profile"], r["run"], r["seed"])):
         training, result = record["training"], record["result"]

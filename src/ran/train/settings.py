@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import keras
 
-from ran.config import RECIPE_DEFAULTS
+from ran.config import RECIPE_DEFAULTS, uses_fast_recipe
 from ran.train.schedule import StepDecay, Triangular, decay_boundaries
 
 
@@ -68,4 +68,4 @@ class TrainingConfig:
     @property
     def is_paper_protocol(self) -> bool:
         """True when no recipe key departs from the paper's protocol."""
-        return all(getattr(self, key) == value for key, value in RECIPE_DEFAULTS.items())
+        return not uses_fast_recipe(dataclasses.asdict(self))
