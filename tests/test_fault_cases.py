@@ -182,11 +182,11 @@ HOLDER = textwrap.dedent("""
 
 @pytest.fixture
 def holder(tmp_path):
-    """Another process holding the lock of `tmp_path/ckpt` (the run's checkpoint folder), killed at the end."""
+    """Another process holding the lock of `tmp_path/ckpt/seed0` (a seed's checkpoint folder), killed at the end."""
     script = tmp_path / "holder.py"
     script.write_text(HOLDER)
-    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "ckpt")], stdout=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen([sys.executable, str(script), str(tmp_path / "ckpt" / "seed0")],
+                               stdout=subprocess.PIPE, text=True)
     assert process.stdout.readline() == "held\n"
     yield process
     process.kill()
@@ -195,14 +195,15 @@ def holder(tmp_path):
 
 def test_a_second_holder_of_a_run_lock_fails_at_once_naming_the_first(tmp_path, holder):
     with pytest.raises(LockHeld) as refused:
-        hold_lock(tmp_path / "ckpt")
+        hold_lock(tmp_path / "ckpt" / "seed0")
     message = str(refused.value)
-    assert f"pid {holder.pid} ({sys.executable} {tmp_path / 'holder.py'} {tmp_path / 'ckpt'})" in message, message
+    held = tmp_path / "ckpt" / "seed0"
+    assert f"pid {holder.pid} ({sys.executable} {tmp_path / 'holder.py'} {held})" in message, message
     assert "wait for it to finish or stop it" in message and "\n" not in message
     holder.send_signal(signal.SIGKILL)  # a crash: the kernel drops the lock with the process
     holder.wait()
-    with hold_lock(tmp_path / "ckpt"):
-        assert json.loads((tmp_path / "ckpt" / ".lock").read_text())["command"] == shlex.join(sys.orig_argv)
+    with hold_lock(tmp_path / "ckpt" / "seed0"):
+        assert json.loads((tmp_path / "ckpt" / "seed0" / ".lock").read_text())["command"] == shlex.join(sys.orig_argv)
 
 
 def test_ran_train_of_a_locked_run_stops_in_one_line(tmp_path, root, holder, capsys):
@@ -212,7 +213,7 @@ def test_ran_train_of_a_locked_run_stops_in_one_line(tmp_path, root, holder, cap
                     "--checkpoints", str(tmp_path / "ckpt"), "--no-progress"])
     message = capsys.readouterr().err.strip()
     assert exit_info.value.code == 1 and "\n" not in message, message
-    assert message.startswith(f"ran train: {tmp_path / 'ckpt' / '.lock'} is held by pid {holder.pid} (")
+    assert message.startswith(f"ran train: {tmp_path / 'ckpt' / 'seed0' / '.lock'} is held by pid {holder.pid} (")
     assert not (tmp_path / "models").exists(), "nothing was trained"
 
 
@@ -237,3 +238,19 @@ def test_a_params_path_that_is_a_folder_or_nested_too_deeply_is_one_line(tmp_pat
     with pytest.raises(ConfigError, match="nested too deeply") as error:
         load_params(deep)
     assert "\n" not in str(error.value)
+
+
+def test_a_seed_without_a_model_is_refused_in_a_rebuild_without_training(tmp_path, root, capsys, monkeypatch):
+    monkeypatch.setenv("RAN_NO_TRAINING", "1")
+    prepared, archive = tmp_path / "prepared", tmp_path / "cifar10-binary.tar.gz"
+    write_synthetic_archive(archive, "cifar10", train_per_class=2, test_per_class=1, seed=0)
+    prepare(archive, "cifar10", prepared)
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--params", str(root / "params.yaml"), "--profile", "smoke", "--run", "c10_a56_arl_mixed",
+                    "--prepared", str(prepared), "--out", str(tmp_path / "models"),
+                    "--checkpoints", str(tmp_path / "ckpt"), "--seeds", "3", "--no-progress"])
+    message = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 1 and "\n" not in message, message
+    assert message.startswith(f"ran train: c10_a56_arl_mixed seed 3 has no trained model in {tmp_path / 'models'}")
+    assert "RAN_NO_TRAINING is set" in message and "dvc pull" in message
+    assert not (tmp_path / "models").exists() and not (tmp_path / "ckpt" / "seed3" / "checkpoint").exists()

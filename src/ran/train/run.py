@@ -12,6 +12,7 @@ engines keep one job per run of the matrix whatever the selection.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -20,6 +21,23 @@ from pathlib import Path
 from ran.data import NUM_CLASSES
 
 NOT_SELECTED = "not_selected.json"
+NO_TRAINING = "RAN_NO_TRAINING"  # set (to anything but "" or 0): a seed without a trained model is an error
+
+
+class TrainingRefused(RuntimeError):
+    """A seed would train while RAN_NO_TRAINING is set (a rebuild from stored models)."""
+
+
+def no_training() -> bool:
+    """Whether this process rebuilds from stored models only (`RAN_NO_TRAINING`, docs/workflow.md)."""
+    return os.environ.get(NO_TRAINING, "").strip() not in ("", "0")
+
+
+def refuse_training(run_id: str, seed: int, seed_dir: Path) -> None:
+    """Stop in one line naming the run, where its model should be, and the ways out."""
+    raise TrainingRefused(f"{run_id} seed {seed} has no trained model in {seed_dir} and {NO_TRAINING} is set "
+                          f"(rebuild without training): fetch it (`dvc pull`, docs/workflow.md), or unset "
+                          f"{NO_TRAINING} to train it with this same command")
 
 
 def mark_not_selected(out: str | Path, run_id: str, profile: str, selected: list[str]) -> Path:
@@ -124,6 +142,8 @@ def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy:
             print(f"train: {run['run']} seed {seed} already finished in {seed_dir}; skipped", file=sys.stderr)
             records.append(json.loads((seed_dir / "train.json").read_text()))
             continue
+        if no_training():
+            refuse_training(run["run"], seed, seed_dir)
         from ran.runtime import load_framework
 
         load_framework()  # only when a seed trains: TensorFlow out of a JAX job; a GPU it cannot see stops here
@@ -136,6 +156,18 @@ def train_run(run: dict, training: dict, seeds: list[int], prepared: str, noisy:
                                   record={**run, "noise_realised": realised, "data": data},
                                   describe=describe, progress=progress, validation=validation))
     return records
+
+
+@contextlib.contextmanager
+def hold_seed_locks(checkpoints: str | Path, seeds: list[int]):
+    """The lock of each seed's checkpoint folder, for the whole call: one trainer per seed, whichever engine started
+    it (Snakemake trains each seed as a job of its own, DVC a run's seeds in one stage)."""
+    from ran.locks import hold_lock
+
+    with contextlib.ExitStack() as stack:
+        for seed in seeds:
+            stack.enter_context(hold_lock(Path(checkpoints) / f"seed{seed}"))
+        yield
 
 
 def interrupted(checkpoints: str) -> None:
@@ -161,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ran.config import ConfigError, load_params, resolve_profile, run_config, selected_runs
     from ran.data import DataError
-    from ran.locks import LockHeld, hold_lock
+    from ran.locks import LockHeld
     from ran.train import TrainingDiverged
 
     try:
@@ -174,13 +206,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from ran.runtime import prepare_runtime
 
-        with hold_lock(args.checkpoints):  # the whole training: a second engine on this run stops at once
+        seeds = args.seeds or params["seeds"]
+        with hold_seed_locks(args.checkpoints, seeds):  # a second engine on these seeds stops at once
             (Path(args.out) / NOT_SELECTED).unlink(missing_ok=True)
             # before Keras loads: a GPU slot, memory as needed, logs, the deterministic CPU path
             prepare_runtime(params.get("jobs_per_gpu", 1), training["mixed_precision"])
-            records = train_run(run, training, args.seeds or params["seeds"], args.prepared, args.noisy, args.out,
-                                args.checkpoints, progress=not args.no_progress)
-    except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged, LockHeld) as error:
+            records = train_run(run, training, seeds, args.prepared, args.noisy, args.out, args.checkpoints,
+                                progress=not args.no_progress)
+    except (ConfigError, DataError, ValueError, FileNotFoundError, TrainingDiverged, LockHeld,
+            TrainingRefused) as error:
         parser.exit(1, f"ran train: {error}\n")
     except KeyboardInterrupt:  # Ctrl-C: one line, not TensorFlow's traceback and its shutdown noise
         interrupted(args.checkpoints)
