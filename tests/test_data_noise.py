@@ -54,7 +54,7 @@ def test_deterministic_by_level_and_seed():
 
 
 def test_paths_are_stable():
-    assert noisy_labels_path("d", 0.3, 0).as_posix() == "d/noise0.3_seed0.npz"
+    assert noisy_labels_path("d", 0.3, 0).as_posix() == "d/seed0/noise0.3_seed0.npz"  # a folder per seed
     assert noisy_labels_path("d", 0.1 + 0.2, 4).name == "noise0.3_seed4.npz"  # float noise in the level
     assert noisy_labels_path("d", 0.05, 1).name == "noise0.05_seed1.npz"
 

@@ -82,11 +82,16 @@ def test_cli_chain_synth_download_prepare_noise(tmp_path, root, capsys):
     assert ran(["noise", "--params", str(params_file), "--prepared", str(data / "prepared" / "cifar10"),
                 "--out", str(noisy)]) == 0
     levels = [level_tag(level) for level in params["label_noise"]["levels"]]
-    assert sorted(p.name for p in noisy.iterdir()) == sorted(
-        f"noise{level}_seed{seed}.{ext}" for level in levels for seed in (0, 1) for ext in ("npz", "json"))
+    assert sorted(p.relative_to(noisy).as_posix() for p in noisy.rglob("*.*")) == sorted(
+        f"seed{seed}/noise{level}_seed{seed}.{ext}" for level in levels for seed in (0, 1) for ext in ("npz", "json"))
     _, clean = load_split(data / "prepared" / "cifar10", "train")
     assert load_noisy_labels(noisy, 0.5, 1).shape == clean.shape
-    assert json.loads((noisy / "noise0.5_seed1.json").read_text())["dataset"] == "cifar10"
+    assert json.loads((noisy / "seed1" / "noise0.5_seed1.json").read_text())["dataset"] == "cifar10"
+    # One seed (Snakemake's job per seed) writes its folder and leaves the others as they are.
+    before = (noisy / "seed0" / "noise0.5_seed0.npz").stat().st_mtime_ns
+    assert ran(["noise", "--params", str(params_file), "--prepared", str(data / "prepared" / "cifar10"),
+                "--out", str(noisy), "--seeds", "1"]) == 0
+    assert (noisy / "seed0" / "noise0.5_seed0.npz").stat().st_mtime_ns == before
     # The official profile ignores --synthetic; a wrong --sha256 override fails cleanly and leaves nothing.
     capsys.readouterr()
     bad = tmp_path / "bad.tar.gz"

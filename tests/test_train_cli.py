@@ -74,7 +74,9 @@ def test_train_then_evaluate(workspace):
     assert (models / "seed0" / "train.json").stat().st_mtime_ns == stamp, "a finished seed is not retrained"
 
     out = workspace / "eval"
-    assert evaluate_main(cli(workspace, run, "--models", str(models), "--out", str(out))) == 0
+    # A note left by an earlier selection that left the run out: the profile decides, and it selects the run.
+    (models / "not_selected.json").write_text('{"reason": "an earlier selection"}')
+    assert evaluate_main(cli(workspace, run, "--profile", "smoke", "--models", str(models), "--out", str(out))) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == METRICS_KEYS
     assert metrics["run"] == run and metrics["profile"] == "smoke" and metrics["top5_error_pct"] is None

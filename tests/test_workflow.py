@@ -81,7 +81,7 @@ def test_dry_run_lists_every_configuration(repo, params, profile):
 def test_every_log_mirrors_its_output(paper_jobs):
     logs = [job.log for job in paper_jobs.values()]
     assert len(set(logs)) == len(logs), "two jobs share a log file"
-    assert paper_jobs["train@c10_r164"].log == "results/paper/logs/models/c10_r164.log"
+    assert paper_jobs["train@c10_r164"].log == "results/paper/logs/models/c10_r164/seed0.log"
     assert paper_jobs["prepare@cifar100"].log == "results/paper/logs/data/prepared/cifar100.log"
 
 
@@ -92,9 +92,9 @@ def test_gpu_jobs_declare_one_gpu_and_cpu_jobs_none(paper_jobs):
 
 
 def test_train_jobs_write_benchmarks(repo):
-    result = run(["snakemake", "-n", "--forceall", "--cores", "1", "results/paper/models/c10_r164"], repo)
+    result = run(["snakemake", "-n", "--forceall", "--cores", "1", "results/paper/models/c10_r164/seed0"], repo)
     assert result.returncode == 0, result.stderr
-    assert "benchmark: results/paper/benchmarks/models/c10_r164.tsv" in result.stdout + result.stderr
+    assert "benchmark: results/paper/benchmarks/models/c10_r164/seed0.tsv" in result.stdout + result.stderr
 
 
 def test_the_engines_define_the_same_dag(repo, paper_jobs):
@@ -115,6 +115,33 @@ def test_the_engines_define_the_same_dag_for_a_run_selecting_profile(repo, tmp_p
     jobs = dag.snakemake_jobs(copy)
     assert {name for name in jobs if name.startswith("train@")} == {f"train@{run}" for run in params["runs"]}
     assert dag.compare(jobs, dag.dvc_jobs(copy)) == []
+
+
+def test_the_engines_define_the_same_dag_with_two_seeds(repo, tmp_path, params):
+    """Snakemake trains and draws noise per seed (adding one reruns nothing), DVC per run: the jobs of each seed
+    together are DVC's stage, and the cpu profile's left-out runs keep their one train job."""
+    copy = dag.copy_repo(repo, tmp_path)
+    set_profile(copy, "cpu")
+    path = copy / "params.yaml"
+    text, count = re.subn(r"(?m)^seeds: \[0\]$", "seeds: [0, 1]", path.read_text())
+    assert count == 1
+    path.write_text(text)
+    result = run(["snakemake", "-n", "--forceall", "--cores", "1"], copy)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", result.stdout, flags=re.MULTILINE))
+    selected = len(params["profiles"]["cpu"]["runs"])
+    assert (int(counts["train"]), int(counts["noise"])) == (2 * selected, 2), result.stdout
+    assert int(counts["train_not_selected"]) == len(params["runs"]) - selected
+    assert dag.compare(dag.snakemake_jobs(copy), dag.dvc_jobs(copy)) == []
+
+
+def test_seed_jobs_that_differ_in_more_than_the_seed_are_caught():
+    job = dag.Job("train@r", "ran train --out m/r --seeds 0", frozenset(), frozenset({"m/r/seed0"}))
+    assert dag.as_stage(job, "0").outs == {"m/r"} and dag.as_stage(job, "0").cmd == "ran train --out m/r"
+    other = dag.Job("train@r", "ran train --out m/x --seeds 1", frozenset(), frozenset({"m/r/seed1"}))
+    with pytest.raises(ValueError, match="seeds differ"):
+        dag.merge_seed_job(dag.as_stage(job, "0"), dag.as_stage(other, "1"))
+    with pytest.raises(ValueError, match="expected a command ending in ' --seeds 2'"):
+        dag.as_stage(job, "2")
 
 
 def test_derived_edges_are_dvcs_own_graph(repo):
@@ -275,7 +302,7 @@ def test_dvc_declares_metrics_uncached_and_figures_as_plots(repo, params):
 
 def test_train_job_logs_keep_earlier_attempts(root):
     """A resumed job appends to its log under a dated line; `2>` would overwrite the interrupted attempt's log."""
-    rule = (root / "workflow" / "rules" / "train.smk").read_text().split("rule evaluate:")[0]
+    rule = (root / "workflow" / "rules" / "train.smk").read_text().split("rule train_not_selected:")[0]
     assert "2>> {log:q}" in rule and "2> {log" not in rule and "== attempt $(date" in rule
 
 

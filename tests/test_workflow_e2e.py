@@ -106,7 +106,7 @@ def dvc_repo(root, tmp_path_factory):
 
 def test_snakemake_runs_the_whole_smoke_dag(snakemake_repo, params):
     check_outputs(snakemake_repo, params["runs"])
-    logs = [path.read_text() for path in (snakemake_repo / "results" / "smoke" / "logs" / "models").glob("*.log")]
+    logs = [path.read_text() for path in (snakemake_repo / "results" / "smoke" / "logs" / "models").glob("*/*.log")]
     used = {log.split("this job runs on GPU ")[1][0] for log in logs if "this job runs on GPU " in log}
     assert used == {"0", "1"}, "the two fake GPUs should both have been used"
     for lock in (snakemake_repo / ".gpu-slots").glob("*.lock"):  # every slot is free again
@@ -114,7 +114,26 @@ def test_snakemake_runs_the_whole_smoke_dag(snakemake_repo, params):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     assert "Nothing to be done" in run(["snakemake", "-n", "--config", "profile=smoke"], snakemake_repo).stdout
     benchmarks = snakemake_repo / "results" / "smoke" / "benchmarks" / "models"
-    assert sorted(p.stem for p in benchmarks.glob("*.tsv")) == sorted(params["runs"])
+    assert sorted(p.parent.name for p in benchmarks.glob("*/seed0.tsv")) == sorted(params["runs"])
+
+
+def test_adding_a_seed_keeps_every_finished_seed(snakemake_repo, params):
+    """`seeds: [0]` -> `[0, 1]`: Snakemake plans seed 1's noise and train jobs and what reads them, never a job of
+    seed 0, so no finished seed folder is deleted (a job's outputs are removed only when the job runs)."""
+    path = snakemake_repo / "params.yaml"
+    original = path.read_text()
+    text, count = re.subn(r"(?m)^seeds: \[0\]$", "seeds: [0, 1]", original)
+    assert count == 1, "params.yaml no longer reads `seeds: [0]`"
+    path.write_text(text)
+    try:
+        dry = run(["snakemake", "-n", "--config", "profile=smoke"], snakemake_repo).stdout
+    finally:
+        path.write_text(original)
+    outputs = re.findall(r"^    output: (.*)$", dry, flags=re.MULTILINE)
+    assert not [out for out in outputs if re.search(r"/seed0\b", out)], "a seed-0 job would rerun:\n" + dry
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry, flags=re.MULTILINE))
+    assert int(jobs.get("train", 0)) == len(params["runs"]) and int(jobs.get("noise", 0)) == 1, dry
+    assert {f"results/smoke/models/{run_id}/seed1" for run_id in params["runs"]} <= set(outputs)
 
 
 def test_snakemake_writes_its_own_report(snakemake_repo):

@@ -1,7 +1,10 @@
 """The jobs of the Snakefile and of dvc.yaml in one engine-neutral form, and their comparison.
 
 A job is named like a DVC stage (`train@c10_r164`, `noise`); Snakemake jobs get the same name from their rule and
-their one wildcard. Both engines are asked for their own view of the DAG (Snakemake: a forced dry run with the shell
+their run or dataset wildcard. Snakemake's jobs per seed (`train` and `noise`, so that adding a seed reruns nothing)
+are merged into DVC's one stage that loops over the seeds: the command without `--seeds S` (equal for every seed),
+the outputs' parent folder, the union of inputs; `train_not_selected` is the train job of a run the profile leaves
+out. Both engines are asked for their own view of the DAG (Snakemake: a forced dry run with the shell
 commands; DVC: the stages of `Repo.index`), and the edges of both are derived the same way from declared paths: a job
 depends on every job that writes a path equal to, inside or above one of its inputs.
 """
@@ -88,10 +91,11 @@ def parse_dry_run(text: str) -> dict[str, Job]:
             block[entry.group(1)] = entry.group(2)
         elif line.startswith("Shell command: "):
             if block["rule"] != "all":
-                values = [v.split("=", 1)[1] for v in block["wildcards"].split(", ") if v]
-                name = "@".join([block["rule"], *values])
+                wildcards = dict(v.split("=", 1) for v in block["wildcards"].split(", ") if v)
+                seed = wildcards.pop("seed", None)
+                name = "@".join([RULE_AS_STAGE.get(block["rule"], block["rule"]), *wildcards.values()])
                 inputs = [p for p in block["input"].split(", ") if p]
-                jobs[name] = Job(
+                job = Job(
                     name=name,
                     cmd=_command(line.removeprefix("Shell command: ")),
                     deps=frozenset(p for p in inputs if not p.startswith(CODE_PREFIXES)),
@@ -100,8 +104,36 @@ def parse_dry_run(text: str) -> dict[str, Job]:
                     log=block["log"],
                     resources=block["resources"],
                 )
+                if block["rule"] in RULE_AS_STAGE:  # its note lies in the folder DVC's stage writes
+                    job = Job(name, job.cmd, job.deps, frozenset(str(Path(o).parent) for o in job.outs), job.code,
+                              job.log, job.resources)
+                jobs[name] = merge_seed_job(jobs.get(name), as_stage(job, seed))
             block = None
     return jobs
+
+
+RULE_AS_STAGE = {"train_not_selected": "train"}  # the train job of a run the profile leaves out
+
+
+def as_stage(job: Job, seed: str | None) -> Job:
+    """A job per seed as a piece of DVC's per-run stage: `--seeds S` dropped, outputs `.../seed{S}` -> `...`."""
+    if seed is None:
+        return job
+    suffix = f" --seeds {seed}"
+    if not job.cmd.endswith(suffix) or any(Path(out).name != f"seed{seed}" for out in job.outs):
+        raise ValueError(f"{job.name} seed {seed}: expected a command ending in {suffix!r} and outputs named "
+                         f"seed{seed}, got {job.cmd!r} and {sorted(job.outs)}")
+    return Job(job.name, job.cmd.removesuffix(suffix), job.deps, frozenset(str(Path(o).parent) for o in job.outs),
+               job.code, job.log, job.resources)
+
+
+def merge_seed_job(known: Job | None, job: Job) -> Job:
+    """Two seeds of one stage: the same command and outputs, inputs joined."""
+    if known is None:
+        return job
+    if known.cmd != job.cmd or known.outs != job.outs:
+        raise ValueError(f"{job.name}: seeds differ in more than the seed:\n  {known.cmd}\n  {job.cmd}")
+    return Job(job.name, job.cmd, known.deps | job.deps, job.outs, known.code | job.code, known.log, job.resources)
 
 
 def dvc_jobs(workdir: Path) -> dict[str, Job]:

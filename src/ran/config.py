@@ -290,6 +290,14 @@ def selected_runs(params: dict, profile: str | None = None) -> list[str]:
     return [run_id for run_id in params["runs"] if chosen == ALL_RUNS or run_id in chosen]
 
 
+def not_selected_reason(params: dict, profile: str | None, run_id: str) -> str | None:
+    """Why the profile does not train `run_id`, or None when it does (train and evaluate both ask this)."""
+    if run_id in selected_runs(params, profile):
+        return None
+    name = profile_name(params, profile)
+    return f"profile {name!r} does not select run {run_id!r} (profiles.{name}.runs)"
+
+
 def needed_datasets(params: dict, profile: str | None = None) -> list[str]:
     """Datasets the profile's selected runs train on, in params.yaml order (the others are not downloaded)."""
     used = {params["runs"][run_id]["dataset"] for run_id in selected_runs(params, profile)}

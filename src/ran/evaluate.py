@@ -1,12 +1,13 @@
 """`ran evaluate`: test error of each seed's final model, per-class error, confusion matrix, soft masks.
 
-    ran evaluate --params params.yaml --run R --models results/P/models/R --prepared data/P/prepared/D \
-        --out results/P/eval/R
+    ran evaluate --params params.yaml --profile P --run R --models results/P/models/R \
+        --prepared data/P/prepared/D --out results/P/eval/R
 
 The reported error is that of the final weights after the last iteration; the test set never picks a checkpoint
 (decision 3). Writes `metrics.json` (format in docs/architecture.md), `masks.npz` (Fig. 1-style masks) and
-`score.json`, the few numbers `dvc metrics show` lists (so that its table fits a terminal). For a run its profile does
-not select, they say so ("status": "not selected", no masks, zero seeds) and nothing is loaded.
+`score.json`, the few numbers `dvc metrics show` lists (so that its table fits a terminal). For a run the profile does
+not select (params.yaml says, not a file in the model folder), they say so ("status": "not selected", no masks, zero
+seeds) and nothing is loaded.
 """
 
 from __future__ import annotations
@@ -205,19 +206,19 @@ def run_summary(run: dict) -> dict:
 
 
 def evaluate_run(run: dict, seeds: list[int], models_dir: str, prepared: str, out: str, profile: str | None = None,
-                 describe=None, soft_masks=None, batch_size: int = 500, progress: bool = True) -> dict:
+                 describe=None, soft_masks=None, batch_size: int = 500, progress: bool = True,
+                 not_selected: str | None = None) -> dict:
     """Evaluate each seed's `model.keras` on the test split; write `metrics.json`, `masks.npz` and `score.json`
-    into `out`."""
+    into `out`. `not_selected` (the reason a profile leaves the run out) writes the "not run" result instead."""
     from tqdm import tqdm
 
     from ran.data.archive import sha256_file
     from ran.data.prepare import load_split
-    from ran.train.run import NUM_CLASSES, describe_network, not_selected_note
+    from ran.train.run import NUM_CLASSES, describe_network
 
-    note = not_selected_note(models_dir)
-    if note is not None:
-        metrics = {"run": run["run"], "profile": profile or note["profile"], "status": "not selected",
-                   "reason": note["reason"], "config": run_summary(run)}
+    if not_selected is not None:
+        metrics = {"run": run["run"], "profile": profile, "status": "not selected", "reason": not_selected,
+                   "config": run_summary(run)}
         return write_outputs(out, metrics, {"images": np.zeros((0, 32, 32, 3), dtype=np.uint8)})
 
     describe = describe or describe_network
@@ -264,24 +265,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", required=True, help="`ran train` output folder (seed{S}/model.keras)")
     parser.add_argument("--prepared", required=True, help="prepared dataset folder (test.npz)")
     parser.add_argument("--out", required=True, help="folder for metrics.json, masks.npz and score.json")
-    parser.add_argument("--profile", help="profile name for metrics.json (default: the one in train.json)")
+    parser.add_argument("--profile", help="profile (default: the params file's `profile` key)")
     parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
     parser.add_argument("--batch-size", type=int, default=500, help="inference batch (default: %(default)s)")
     args = parser.parse_args(argv)
-    from ran.config import ConfigError, load_params, run_config
+    from ran.config import ConfigError, load_params, not_selected_reason, run_config
     from ran.data import DataError
-    from ran.train.run import not_selected_note
 
     try:
         params = load_params(args.params)
-        run = run_config(params, args.run)
-        if not_selected_note(args.models) is None:  # a run that trained: load Keras on a GPU slot of its own
+        run, profile = run_config(params, args.run), args.profile or params["profile"]
+        # The profile decides, never a marker left in the model folder by an earlier selection.
+        reason = not_selected_reason(params, profile, run["run"])
+        if reason is None:  # a run that trained: load Keras on a GPU slot of its own
             from ran.runtime import load_framework, prepare_runtime
 
             prepare_runtime(params.get("jobs_per_gpu", 1))
             load_framework()  # TensorFlow out of a JAX job; a GPU machine whose framework sees none stops here
         metrics = evaluate_run(run, args.seeds or params["seeds"], args.models, args.prepared, args.out,
-                               profile=args.profile, batch_size=args.batch_size)
+                               profile=profile, batch_size=args.batch_size, not_selected=reason)
     except (ConfigError, DataError, ValueError, FileNotFoundError) as error:
         parser.exit(1, f"ran evaluate: {error}\n")
     if metrics["status"] == "not selected":

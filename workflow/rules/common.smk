@@ -24,6 +24,7 @@ CODE = {job: code_files(paths, workflow.basedir) for job, paths in CODE_DEPENDEN
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
     run="|".join(RUNS),
+    seed=r"\d+",
 
 
 def prepared_of_run(wildcards):
@@ -39,6 +40,22 @@ def run_params(wildcards):
 def is_selected(wildcards):
     """Whether the profile trains this run (`profiles.<profile>.runs`)."""
     return wildcards.run in SELECTED
+
+
+def models_of(run):
+    """What evaluation reads of a run: each seed's folder, or the note of a run the profile leaves out."""
+    if run in SELECTED:
+        return expand(f"{RESULTS}/models/{run}/seed{{seed}}", seed=config["seeds"])
+    return [f"{RESULTS}/models/{run}/not_selected.json"]
+
+
+def models_of_run(wildcards):
+    return models_of(wildcards.run)
+
+
+def every_model():
+    """`models_of` over every run of the matrix (the figures read them all)."""
+    return [path for run in RUNS for path in models_of(run)]
 
 
 def every_run(pattern):
@@ -60,7 +77,7 @@ def runs_to_train(workflow):
     """Selected runs whose train job this call will run (the plan guard's scope); all selected ones if the DAG
     cannot say (its job API is Snakemake's internal one)."""
     try:
-        return [job.wildcards.run for job in workflow.dag.needrun_jobs() if job.rule.name == "train"]
+        return list(dict.fromkeys(job.wildcards.run for job in workflow.dag.needrun_jobs() if job.rule.name == "train"))
     except Exception:  # noqa: BLE001
         return SELECTED
 

@@ -44,13 +44,14 @@ rule noise:
         prepared=f"{DATA}/prepared/{NOISE_DATASET}",
         code=CODE["noise"],
     output:
-        directory(NOISY),
+        directory(f"{NOISY}/seed{{seed}}"),  # a folder per seed: adding a seed leaves the others (and their runs) be
     log:
-        f"{LOGS}/data/noisy/{NOISE_DATASET}.log",
+        f"{LOGS}/data/noisy/{NOISE_DATASET}/seed{{seed}}.log",
     conda:
         "../envs/ran.yaml"
     params:
         label_noise=config["label_noise"],
-        seeds=config["seeds"],
+        out=lambda wildcards, output: parent(output[0]),
     shell:
-        "ran noise --params params.yaml --prepared {input.prepared:q} --out {output:q} 2> {log:q}"
+        "ran noise --params params.yaml --prepared {input.prepared:q} --out {params.out:q} --seeds {wildcards.seed}"
+        " 2> {log:q}"

@@ -34,7 +34,7 @@ rule figures:
         code=CODE["figures"],
         records=RECORDS,
         metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
-        models=every_run(f"{RESULTS}/models/{{run}}"),
+        models=every_model(),
         prepared=every_dataset(f"{DATA}/prepared/{{dataset}}"),
     output:
         report(
@@ -50,7 +50,7 @@ rule figures:
     params:
         profile=PROFILE,
         eval=lambda wildcards, input: parent(input.metrics[0], 2),
-        models=lambda wildcards, input: parent(input.models[0]),
+        models=lambda wildcards, input: parent(input.models[0], 2),
         prepared=lambda wildcards, input: parent(input.prepared[0]),
         runs=RUNS,
         seeds=config["seeds"],

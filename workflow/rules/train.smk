@@ -1,26 +1,28 @@
-# Training and evaluation: one job per run; each job loops over params.yaml's `seeds` itself.
+# Training and evaluation. One train job per (run, seed): adding a seed adds jobs and never reruns (so never deletes)
+# a finished seed's folder. A run the profile leaves out has one job that writes a note. DVC has one stage per run
+# that loops over the seeds; tests/workflow_dag.py maps the two onto each other.
 
 
 rule train:
     input:
         prepared=prepared_of_run,
-        noisy=NOISY,
+        noisy=f"{NOISY}/seed{{seed}}",
         code=CODE["train"],
     output:
-        directory(f"{RESULTS}/models/{{run}}"),
+        directory(f"{RESULTS}/models/{{run}}/seed{{seed}}"),
     log:
-        f"{LOGS}/models/{{run}}.log",
+        f"{LOGS}/models/{{run}}/seed{{seed}}.log",
     conda:
         "../envs/ran.yaml"
     benchmark:
-        f"{RESULTS}/benchmarks/models/{{run}}.tsv"
+        f"{RESULTS}/benchmarks/models/{{run}}/seed{{seed}}.tsv"
     params:
         profile=PROFILE,
+        out=lambda wildcards, output: parent(output[0]),
+        noisy=lambda wildcards, input: parent(input.noisy),
         checkpoints=f"{RESULTS}/checkpoints/{{run}}",  # outside every output: a failed job keeps its checkpoints
         run=run_params,
-        selected=is_selected,  # a run the profile leaves out only writes not_selected.json
         training=TRAINING,
-        seeds=config["seeds"],
     resources:
         gpu=1,
     shell:
@@ -28,13 +30,35 @@ rule train:
         # one that resumes it.
         "echo \"== attempt $(date -u +%Y-%m-%dT%H:%M:%SZ) ==\" >> {log:q};"
         " ran train --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
-        " --prepared {input.prepared:q} --noisy {input.noisy:q} --out {output:q} --checkpoints {params.checkpoints:q}"
-        " 2>> {log:q}"
+        " --prepared {input.prepared:q} --noisy {params.noisy:q} --out {params.out:q}"
+        " --checkpoints {params.checkpoints:q} --seeds {wildcards.seed} 2>> {log:q}"
+
+
+rule train_not_selected:
+    input:
+        prepared=prepared_of_run,  # DVC's train stage reads them whatever the selection: the same DAG
+        noisy=expand(f"{NOISY}/seed{{seed}}", seed=config["seeds"]),
+        code=CODE["train"],
+    output:
+        f"{RESULTS}/models/{{run}}/not_selected.json",
+    log:
+        f"{LOGS}/models/{{run}}/not_selected.log",
+    conda:
+        "../envs/ran.yaml"
+    params:
+        profile=PROFILE,
+        noisy=lambda wildcards, input: parent(input.noisy[0]),
+        out=lambda wildcards, output: parent(output[0]),
+        checkpoints=f"{RESULTS}/checkpoints/{{run}}",
+    shell:
+        "ran train --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
+        " --prepared {input.prepared:q} --noisy {params.noisy:q} --out {params.out:q}"
+        " --checkpoints {params.checkpoints:q} 2> {log:q}"
 
 
 rule evaluate:
     input:
-        models=f"{RESULTS}/models/{{run}}",
+        models=models_of_run,
         prepared=prepared_of_run,
         code=CODE["evaluate"],
     output:
@@ -46,11 +70,14 @@ rule evaluate:
     conda:
         "../envs/ran.yaml"
     params:
+        profile=PROFILE,
+        models=lambda wildcards, input: parent(input.models[0]),
         out=lambda wildcards, output: parent(output.metrics),
         run=run_params,
         seeds=config["seeds"],
+        selected=is_selected,
     resources:
         gpu=1,
     shell:
-        "ran evaluate --params params.yaml --run {wildcards.run:q} --models {input.models:q}"
-        " --prepared {input.prepared:q} --out {params.out:q} 2> {log:q}"
+        "ran evaluate --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
+        " --models {params.models:q} --prepared {input.prepared:q} --out {params.out:q} 2> {log:q}"

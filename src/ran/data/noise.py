@@ -38,9 +38,14 @@ def level_tag(level: float) -> str:
     return f"{float(level):g}"
 
 
+def seed_folder(noisy_dir: str | Path, seed: int) -> Path:
+    """`noisy_dir/seed{seed}`: one folder per seed, so that adding a seed writes a folder and rewrites none."""
+    return Path(noisy_dir) / f"seed{int(seed)}"
+
+
 def noisy_labels_path(noisy_dir: str | Path, level: float, seed: int) -> Path:
-    """`noisy_dir/noise{level}_seed{seed}.npz`, the one naming rule that `ran noise` and training share."""
-    return Path(noisy_dir) / f"noise{level_tag(level)}_seed{int(seed)}.npz"
+    """`noisy_dir/seed{seed}/noise{level}_seed{seed}.npz`, the one naming rule that `ran noise` and training share."""
+    return seed_folder(noisy_dir, seed) / f"noise{level_tag(level)}_seed{int(seed)}.npz"
 
 
 def noise_rng(level: float, seed: int) -> np.random.Generator:
@@ -100,19 +105,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ran noise", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (default: %(default)s)")
     parser.add_argument("--prepared", required=True, help="prepared dataset folder (train.npz, manifest.json)")
-    parser.add_argument("--out", required=True, help="folder for noise{level}_seed{seed}.npz and .json")
+    parser.add_argument("--out", required=True, help="folder for seed{S}/noise{level}_seed{S}.npz and .json")
+    parser.add_argument("--seeds", type=int, nargs="+", help="only these seeds (default: params.yaml `seeds`)")
     args = parser.parse_args(argv)
     from ran.config import ConfigError, load_params
     from ran.data.prepare import load_manifest, load_split
     from ran.data.skipped import folder_not_needed, mark_folder
 
+    try:
+        params = load_params(args.params)
+    except ConfigError as error:
+        parser.exit(1, f"ran noise: {error}\n")
+    seeds = args.seeds or params["seeds"]
     reason = folder_not_needed(args.prepared)
     if reason is not None:
-        mark_folder(args.out, reason)
+        for seed in seeds:
+            mark_folder(seed_folder(args.out, seed), reason)
         print(f"noise: nothing to corrupt ({reason})", file=sys.stderr)
         return 0
     try:
-        params = load_params(args.params)
         manifest = load_manifest(args.prepared)
         dataset = params["label_noise"]["dataset"]
         if manifest["dataset"] != dataset:
@@ -121,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         _, clean = load_split(args.prepared, "train")
     except (ConfigError, DataError) as error:
         parser.exit(1, f"ran noise: {error}\n")
-    for level in params["label_noise"]["levels"]:
-        for seed in params["seeds"]:
+    for seed in seeds:
+        for level in params["label_noise"]["levels"]:
             summary = write_noisy_labels(clean, level, seed, manifest["num_classes"], args.out, dataset)
             print(f"noise: level {level_tag(level)} seed {seed}: realised {summary['realised_fraction']:.4f} "
                   f"-> {noisy_labels_path(args.out, level, seed)}", file=sys.stderr)

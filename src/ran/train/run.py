@@ -3,10 +3,10 @@
     ran train --params params.yaml --profile P --run R --prepared data/P/prepared/D \
         --noisy data/P/noisy/D --out results/P/models/R --checkpoints results/P/checkpoints/R
 
-Seeds run one after another; a seed whose `train.json` already records the same configuration is skipped, and an
-interrupted seed resumes from `--checkpoints DIR/seed{S}/`. A run that the profile does not select (`profiles.P.runs`)
-trains nothing: OUT gets only `not_selected.json`, which `ran evaluate` turns into a "not run" result, so both
-engines keep one job per run of the matrix whatever the selection.
+Seeds run one after another (`--seeds S` trains one: Snakemake's job per seed); a seed whose `train.json` already
+records the same configuration is skipped, and an interrupted seed resumes from `--checkpoints DIR/seed{S}/`. A run
+that the profile does not select (`profiles.P.runs`) trains nothing: OUT gets only `not_selected.json`, a note for a
+reader, so both engines keep a train job for every run of the matrix whatever the selection.
 """
 
 from __future__ import annotations
@@ -40,20 +40,14 @@ def refuse_training(run_id: str, seed: int, seed_dir: Path) -> None:
                           f"{NO_TRAINING} to train it with this same command")
 
 
-def mark_not_selected(out: str | Path, run_id: str, profile: str, selected: list[str]) -> Path:
-    """Write OUT/not_selected.json (seed folders of an earlier selection are left as they are)."""
+def mark_not_selected(out: str | Path, run_id: str, profile: str, selected: list[str], reason: str) -> Path:
+    """Write OUT/not_selected.json (seed folders of an earlier selection are left as they are); the note is for a
+    reader: `ran evaluate` asks params.yaml, since a note of an earlier selection may outlive it."""
     from ran.atomic import write_text_atomic
 
-    note = {"run": run_id, "profile": profile, "selected": selected,
-            "reason": f"profile {profile!r} does not select run {run_id!r} (profiles.{profile}.runs)"}
+    note = {"run": run_id, "profile": profile, "selected": selected, "reason": reason}
     Path(out).mkdir(parents=True, exist_ok=True)
     return write_text_atomic(Path(out) / NOT_SELECTED, json.dumps(note, indent=2) + "\n")
-
-
-def not_selected_note(models_dir: str | Path) -> dict | None:
-    """The note `mark_not_selected` left in a run's model folder, or None for a run that trained."""
-    path = Path(models_dir) / NOT_SELECTED
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def network_factory(run: dict, weight_decay: float):
@@ -191,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", help="override params.yaml `seeds`")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    from ran.config import ConfigError, load_params, resolve_profile, run_config, selected_runs
+    from ran.config import ConfigError, load_params, not_selected_reason, resolve_profile, run_config, selected_runs
     from ran.data import DataError
     from ran.locks import LockHeld
     from ran.train import TrainingDiverged
@@ -199,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params)
         training, run = resolve_profile(params, args.profile), run_config(params, args.run)
-        selected = selected_runs(params, training["name"])
-        if run["run"] not in selected:
-            path = mark_not_selected(args.out, run["run"], training["name"], selected)
+        reason = not_selected_reason(params, training["name"], run["run"])
+        if reason is not None:
+            path = mark_not_selected(args.out, run["run"], training["name"], selected_runs(params, training["name"]),
+                                     reason)
             print(f"train: {run['run']} is not selected by profile {training['name']!r}: nothing to train ({path})")
             return 0
         from ran.runtime import prepare_runtime
