@@ -16,9 +16,12 @@ NEEDED = {RUNS[run]["dataset"] for run in SELECTED}  # datasets the selected run
 TRAINING = {**config["training"], **{k: v for k, v in config["profiles"][PROFILE].items() if k != "runs"}}
 NOISE_DATASET = config["label_noise"]["dataset"]
 NOISY = f"{DATA}/noisy/{NOISE_DATASET}"
-RECORDS = "workflow/resources/records"
+# Source files are inputs too, marked local(): under a default storage provider (docs/workflow.md, "Object
+# storage") only what the jobs make lives in the bucket, and the repository's own files are read where they are.
+RECORDS = local("workflow/resources/records")  # the project's committed real-data results, shown beside every report
+PAPER = local("workflow/resources/paper_results.yaml")
 # The modules each job imports, file by file: editing one reruns the job, as DVC does (ran.config.CODE_DEPENDENCIES).
-CODE = {job: code_files(paths, workflow.basedir) for job, paths in CODE_DEPENDENCIES.items()}  # the project's committed real-data results, shown beside every report
+CODE = {job: [local(path) for path in code_files(paths, workflow.basedir)] for job, paths in CODE_DEPENDENCIES.items()}
 
 
 wildcard_constraints:

@@ -3,7 +3,7 @@
 
 rule tables:
     input:
-        paper="workflow/resources/paper_results.yaml",
+        paper=PAPER,
         code=CODE["tables"],
         records=RECORDS,
         metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
@@ -30,10 +30,11 @@ rule tables:
 
 rule figures:
     input:
-        paper="workflow/resources/paper_results.yaml",
+        paper=PAPER,
         code=CODE["figures"],
         records=RECORDS,
         metrics=every_run(f"{RESULTS}/eval/{{run}}/metrics.json"),
+        masks=every_run(f"{RESULTS}/eval/{{run}}/masks.npz"),  # read too: declared, so object storage brings them
         models=every_model(),
         prepared=every_dataset(f"{DATA}/prepared/{{dataset}}"),
     output:
@@ -62,7 +63,7 @@ rule figures:
 
 rule report:
     input:
-        notebook="workflow/notebooks/report.ipynb",
+        notebook=local("workflow/notebooks/report.ipynb"),
         code=CODE["report"],
         tables=f"{RESULTS}/tables",
         figures=f"{RESULTS}/figures",
