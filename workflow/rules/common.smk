@@ -2,16 +2,15 @@
 
 from pathlib import Path
 
-from ran.config import CODE_DEPENDENCIES, code_files
+from ran.config import CODE_DEPENDENCIES, code_files, needed_datasets, selected_runs
 
 PROFILE = config["profile"]
 DATA = f"data/{PROFILE}"
 RESULTS = f"results/{PROFILE}"
 LOGS = f"{RESULTS}/logs"
 RUNS = config["runs"]
-PROFILE_RUNS = config["profiles"][PROFILE]["runs"]
-SELECTED = [run for run in RUNS if PROFILE_RUNS == "all" or run in PROFILE_RUNS]
-NEEDED = {RUNS[run]["dataset"] for run in SELECTED}  # datasets the selected runs train on
+SELECTED = selected_runs(config, PROFILE)  # the one answer to "which runs", ran.config's, as every `ran` command's
+NEEDED = needed_datasets(config, PROFILE)  # datasets the selected runs train on
 # How every run trains under this profile; the selection is apart, so changing it reruns only the runs it changes.
 TRAINING = {**config["training"], **{k: v for k, v in config["profiles"][PROFILE].items() if k != "runs"}}
 NOISE_DATASET = config["label_noise"]["dataset"]

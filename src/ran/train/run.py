@@ -20,7 +20,6 @@ from pathlib import Path
 
 from ran.data import NUM_CLASSES
 
-NOT_SELECTED = "not_selected.json"
 NO_TRAINING = "RAN_NO_TRAINING"  # set (to anything but "" or 0): a seed without a trained model is an error
 
 
@@ -38,16 +37,6 @@ def refuse_training(run_id: str, seed: int, seed_dir: Path) -> None:
     raise TrainingRefused(f"{run_id} seed {seed} has no trained model in {seed_dir} and {NO_TRAINING} is set "
                           f"(rebuild without training): fetch it (`dvc pull`, docs/workflow.md), or unset "
                           f"{NO_TRAINING} to train it with this same command")
-
-
-def mark_not_selected(out: str | Path, run_id: str, profile: str, selected: list[str], reason: str) -> Path:
-    """Write OUT/not_selected.json (seed folders of an earlier selection are left as they are); the note is for a
-    reader: `ran evaluate` asks params.yaml, since a note of an earlier selection may outlive it."""
-    from ran.atomic import write_text_atomic
-
-    note = {"run": run_id, "profile": profile, "selected": selected, "reason": reason}
-    Path(out).mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(Path(out) / NOT_SELECTED, json.dumps(note, indent=2) + "\n")
 
 
 def network_factory(run: dict, weight_decay: float):
@@ -187,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from ran.config import ConfigError, load_params, not_selected_reason, resolve_profile, run_config, selected_runs
     from ran.data import DataError
+    from ran.data.skipped import NOT_SELECTED_FILE, mark_not_selected
     from ran.locks import LockHeld
     from ran.train import TrainingDiverged
 
@@ -203,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
 
         seeds = args.seeds or params["seeds"]
         with hold_seed_locks(args.checkpoints, seeds):  # a second engine on these seeds stops at once
-            (Path(args.out) / NOT_SELECTED).unlink(missing_ok=True)
+            (Path(args.out) / NOT_SELECTED_FILE).unlink(missing_ok=True)
             # before Keras loads: a GPU slot, memory as needed, logs, the deterministic CPU path
             prepare_runtime(params.get("jobs_per_gpu", 1), training["mixed_precision"])
             records = train_run(run, training, seeds, args.prepared, args.noisy, args.out, args.checkpoints,
