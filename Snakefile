@@ -20,8 +20,10 @@ configfile: "params.yaml"
 try:
     ON_DISK = read_yaml("params.yaml")
     config.update(flag(config, "allow_long"))  # `--config allow_long=true` arrives as the string 'true'
-    validate_params(config, source="params.yaml" if config == ON_DISK else "params.yaml with the command line's "
-                    "--config/--configfile")
+    validate_params(
+        config,
+        source="params.yaml" if config == ON_DISK else "params.yaml with the command line's --config/--configfile",
+    )
     check_overrides(config, ON_DISK)
     check_local_copies(config)
 except ConfigError as error:
@@ -54,6 +56,6 @@ onstart:
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

@@ -314,3 +314,14 @@ def test_dvc_train_and_evaluate_depend_on_every_module_that_shapes_a_run(root):
     for stage in ("train", "evaluate"):
         deps = set(stages[stage]["do"]["deps"])
         assert {"src/ran/train", "src/ran/models", "src/ran/data", "src/ran/config.py", "src/ran/runtime.py"} <= deps
+
+
+def test_the_workflow_catalog_file_names_what_it_may(root):
+    """`.snakemake-workflow-catalog.yml` has only the catalog's keys, and says a report is supported."""
+    catalog = yaml.safe_load((root / ".snakemake-workflow-catalog.yml").read_text())
+    assert set(catalog) == {"usage"}
+    usage = catalog["usage"]
+    assert set(usage) <= {"mandatory-flags", "software-stack-deployment", "report"}
+    assert set(usage["mandatory-flags"]) == {"desc", "flags"} and "--cores" in usage["mandatory-flags"]["flags"]
+    assert set(usage["software-stack-deployment"]) <= {"conda", "apptainer", "apptainer+conda", "singularity"}
+    assert usage["report"] is True

@@ -12,10 +12,12 @@ rule train:
         directory(f"{RESULTS}/models/{{run}}/seed{{seed}}"),
     log:
         f"{LOGS}/models/{{run}}/seed{{seed}}.log",
-    conda:
-        "../envs/ran.yaml"
     benchmark:
         f"{RESULTS}/benchmarks/models/{{run}}/seed{{seed}}.tsv"
+    conda:
+        "../envs/ran.yaml"
+    resources:
+        gpu=1,
     params:
         profile=PROFILE,
         out=lambda wildcards, output: parent(output[0]),
@@ -23,12 +25,10 @@ rule train:
         checkpoints=f"{RESULTS}/checkpoints/{{run}}",  # outside every output: a failed job keeps its checkpoints
         run=run_params,
         training=TRAINING,
-    resources:
-        gpu=1,
     shell:
         # The log is appended to, each attempt under a dated line: an interrupted attempt's log stays above the
         # one that resumes it.
-        "echo \"== attempt $(date -u +%Y-%m-%dT%H:%M:%SZ) ==\" >> {log:q};"
+        'echo "== attempt $(date -u +%Y-%m-%dT%H:%M:%SZ) ==" >> {log:q};'
         " ran train --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
         " --prepared {input.prepared:q} --noisy {params.noisy:q} --out {params.out:q}"
         " --checkpoints {params.checkpoints:q} --seeds {wildcards.seed} 2>> {log:q}"
@@ -69,6 +69,8 @@ rule evaluate:
         f"{LOGS}/eval/{{run}}.log",
     conda:
         "../envs/ran.yaml"
+    resources:
+        gpu=1,
     params:
         profile=PROFILE,
         models=lambda wildcards, input: parent(input.models[0]),
@@ -76,8 +78,6 @@ rule evaluate:
         run=run_params,
         seeds=config["seeds"],
         selected=is_selected,
-    resources:
-        gpu=1,
     shell:
         "ran evaluate --params params.yaml --profile {params.profile:q} --run {wildcards.run:q}"
         " --models {params.models:q} --prepared {input.prepared:q} --out {params.out:q} 2> {log:q}"
