@@ -23,7 +23,7 @@ import pytest
 
 import workflow_dag as dag
 from s3_server import ACCESS_KEY, SECRET_KEY, s3_store  # noqa: F401 - s3_store: the session fixture
-from test_workflow import set_profile
+from test_workflow import select_smoke_runs, set_profile
 from test_workflow_e2e import UP_TO_DATE, _readable, offline_env
 
 pytestmark = pytest.mark.e2e
@@ -85,11 +85,7 @@ def trained(root, tmp_path_factory):
     """A copy that ran the smoke profile for RUN; everything needed to rebuild it committed."""
     repo = dag.copy_repo(root, tmp_path_factory.mktemp("remote-trained"))
     set_profile(repo, "smoke")
-    params = repo / "params.yaml"
-    text, count = re.subn(r"(?m)^(  smoke:.*\n    data: synthetic\n    runs: )all$", rf"\g<1>[{RUN}]",
-                          params.read_text())
-    assert count == 1, "params.yaml's smoke profile no longer reads `data: synthetic` then `runs: all`"
-    params.write_text(text)
+    select_smoke_runs(repo, [RUN])
     commit(repo, f"smoke selects {RUN}", "params.yaml")
     env = remote_env(repo, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
     sh(["dvc", "repro"], repo, env, label="train")

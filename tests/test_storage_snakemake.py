@@ -9,7 +9,6 @@ the plugin's environment variables; the last test looks for the secret in everyt
 """
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 import workflow_dag as dag
 from s3_server import SECRET_KEY, s3_store  # noqa: F401 - s3_store: the session fixture
-from test_workflow import set_profile
+from test_workflow import select_smoke_runs, set_profile
 
 pytestmark = pytest.mark.e2e
 
@@ -48,11 +47,7 @@ def snakemake(repo: Path, server, *extra: str, env: dict[str, str] | None = None
 def one_run_copy(root: Path, dest: Path) -> Path:
     repo = dag.copy_repo(root, dest)
     set_profile(repo, "smoke")
-    params = repo / "params.yaml"
-    text, count = re.subn(r"(?m)^(  smoke:.*\n    data: synthetic\n    runs: )all$", rf"\g<1>[{RUN}]",
-                          params.read_text())
-    assert count == 1, "params.yaml's smoke profile no longer reads `data: synthetic` then `runs: all`"
-    params.write_text(text)
+    select_smoke_runs(repo, [RUN])
     return repo
 
 

@@ -29,6 +29,15 @@ def set_profile(repo, profile):
     path.write_text(text)
 
 
+def select_smoke_runs(repo, runs):
+    """Make the smoke profile of `repo`'s params.yaml select `runs` only (the cheapest end-to-end selection)."""
+    path = repo / "params.yaml"
+    text, count = re.subn(r"(?m)^(  smoke:.*\n    data: synthetic\n    runs: )all$", rf"\g<1>[{', '.join(runs)}]",
+                          path.read_text())
+    assert count == 1, "params.yaml's smoke profile no longer reads `data: synthetic` then `runs: all`"
+    path.write_text(text)
+
+
 @pytest.fixture(scope="session")
 def repo(root, tmp_path_factory):
     if shutil.which("git") is None or not (root / ".git").exists():
