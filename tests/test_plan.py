@@ -153,3 +153,16 @@ def test_an_old_probe_cache_is_measured_again_not_a_crash(params, fake_probe, ca
     path.write_text("[1, 2]")  # a cache that is no mapping at all
     assert plan.probe_speeds(params, "cpu_fast")[0] == {"attention56": 40.0, "resnet164": 40.0}
     assert len(fake_probe) == 4
+
+
+def test_validation_passes_are_not_counted_as_a_jobs_fixed_cost():
+    """A fast-recipe record's time outside the training loop is mostly its validation passes, which grow with the
+    iterations: only records without a validation split say what a job costs besides training."""
+    def record(total, train, validation):
+        return {"summary": {"total_wall_s": total, "train_wall_s": train}, "config": {"network": "attention56"},
+                "training": {"validation": validation}, "device": "a CPU, 2 cores (tensorflow)"}
+
+    plain = [record(103.0, 100.0, 0), record(103.0, 100.0, None)]
+    assert recorded_overheads(plain, gpu=False) == {"attention56": 3.0}
+    validated = [record(1200.0, 100.0, 5000), record(600.0, 100.0, 5000)]
+    assert recorded_overheads([*plain, *validated], gpu=False) == {"attention56": 3.0}
