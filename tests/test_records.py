@@ -119,6 +119,23 @@ def test_dirty_code_is_recorded_only_when_allowed_and_says_so(rec_params, tmp_pa
     assert all(r["code"]["allowed_dirty"] and r["code"]["dirty_paths"] == ["src/ran/x.py"] for r in records)
 
 
+def test_a_record_of_other_settings_is_kept_unless_replaced(rec_params, tmp_path):
+    results, into = tmp_path / "results" / "rec", tmp_path / "records"
+    write_run(results, RUNS[0])
+    record_profile(rec_params, "rec", results, into, runs=[RUNS[0]])
+    assert len(record_profile(rec_params, "rec", results, into, runs=[RUNS[0]])) == 2  # same settings: re-recorded
+    for seed in (0, 1):
+        path = results / "models" / RUNS[0] / f"seed{seed}" / "train.json"
+        train = json.loads(path.read_text())
+        train["training"]["batch_size"] = 128
+        path.write_text(json.dumps(train))
+    with pytest.raises(RecordError, match=r"other settings \(batch_size 64 -> 128\).*--replace"):
+        record_profile(rec_params, "rec", results, into, runs=[RUNS[0]])
+    assert {r["training"]["batch_size"] for r in load_records(into)} == {64}, "the earlier trial is kept"
+    record_profile(rec_params, "rec", results, into, runs=[RUNS[0]], replace=True)
+    assert {r["training"]["batch_size"] for r in load_records(into)} == {128}
+
+
 def test_schema_rejects_a_malformed_record(rec_params, tmp_path):
     results = tmp_path / "results" / "rec"
     write_run(results, RUNS[0])

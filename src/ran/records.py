@@ -4,7 +4,7 @@
     ran record --profile quick --runs c10_a56_arl_mixed --allow-dirty
 
 Records are the project's real results, versioned with the code: small text files, never weights, one folder per
-(profile, run, seed) under `workflow/resources/records/` (docs/architecture.md, "Recorded runs"):
+(profile, run, seed) under `workflow/resources/records/` (docs/workflow.md, "Recording results"):
 
     {profile}/{run}/seed{S}/record.json    provenance and result, checked against workflow/schemas/record.schema.yaml
     {profile}/{run}/seed{S}/train.json     the run's own train.json
@@ -13,7 +13,8 @@ Records are the project's real results, versioned with the code: small text file
 
 Refused: a profile on synthetic data (smoke), a run trained on synthetic data, a run that has not finished training
 and evaluation for every seed, and code that was not a clean commit (uncommitted changes other than params.yaml, or
-an unknown commit) unless `--allow-dirty`, in which case the record says so.
+an unknown commit) unless `--allow-dirty`, in which case the record says so, and a record that would replace one
+trained with other settings unless `--replace` (a trial of new settings is a profile of its own).
 """
 
 from __future__ import annotations
@@ -136,9 +137,21 @@ def write_entry(target: Path, record: dict, train: dict, seed_metrics: dict, liv
     return target
 
 
+def changed_settings(target: Path, record: dict) -> list[str]:
+    """The training settings in which `record` differs from the record already at `target` ([] when none is)."""
+    if not (target / "record.json").is_file():
+        return []
+    before = _read_json(target / "record.json").get("training", {})
+    after = record["training"]
+    return [f"{key} {before.get(key)!r} -> {after.get(key)!r}" for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key)]
+
+
 def record_profile(params: dict, profile: str, results: Path, into: Path, runs: list[str] | None = None,
-                   allow_dirty: bool = False) -> list[dict]:
-    """Validate every (run, seed) first, then write them all; return the records written."""
+                   allow_dirty: bool = False, replace: bool = False) -> list[dict]:
+    """Validate every (run, seed) first, then write them all; return the records written. A record trained with
+    other settings than the one it would replace is refused unless `replace`: a trial of new settings is a profile
+    of its own, so the tuning table keeps every trial."""
     training = resolve_profile(params, profile)
     if training["data"] != "official":
         raise RecordError(f"profile {profile!r} trains on {training['data']} data: records hold results on the "
@@ -167,7 +180,13 @@ def record_profile(params: dict, profile: str, results: Path, into: Path, runs: 
             validate_record(record, f"the record of {run_id} seed {seed}")
             seed_metrics = {**{k: v for k, v in metrics.items() if k != "seeds"},
                             "seeds": [s for s in metrics["seeds"] if s.get("seed") == seed]}
-            staged.append((into / profile / run_id / f"seed{seed}", record, train, seed_metrics, seed_dir / "live"))
+            target = into / profile / run_id / f"seed{seed}"
+            changed = changed_settings(target, record)
+            if changed and not replace:
+                raise RecordError(f"{target} holds a record trained with other settings ({', '.join(changed)}); "
+                                  f"record the new settings under a profile of their own (a trial), or pass "
+                                  f"--replace to overwrite it")
+            staged.append((target, record, train, seed_metrics, seed_dir / "live"))
     for target, record, train, seed_metrics, live in staged:
         write_entry(target, record, train, seed_metrics, live)
     return [record for _, record, *_ in staged]
@@ -201,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--into", default=str(RECORDS_DIR), help="records folder (default: %(default)s)")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="record runs whose code was not a clean commit (the record says so)")
+    parser.add_argument("--replace", action="store_true",
+                        help="overwrite a record although it was trained with other settings (losing that trial)")
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
         results = Path(args.results or f"results/{args.profile}")
-        records = record_profile(params, args.profile, results, Path(args.into), args.runs, args.allow_dirty)
+        records = record_profile(params, args.profile, results, Path(args.into), args.runs, args.allow_dirty,
+                                 args.replace)
     except (ConfigError, RecordError) as error:
         parser.exit(1, f"ran record: {error}\n")
     for record in records:
