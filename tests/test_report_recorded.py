@@ -75,6 +75,15 @@ def test_readme_table_has_one_row_per_run_and_profile(params, paper):
     assert row["images"] == f"{20 * 64:,}" and row["verdict"] == "no verdict"
 
 
+def test_readme_rows_of_the_fast_recipe_say_so(params, paper):
+    recipe = {**resolve_profile(params, "cpu_fast"), "name": "cpu_fast"}
+    records = [make_record(params, "c10_a56_arl_mixed", 0, 30.0),
+               make_record(params, "c10_a56_arl_mixed", 0, 20.0, profile="cpu_fast", training=recipe)]
+    rows = readme_table(recorded_table(params, paper, records), records).rows
+    assert {row["profile"]: row["verdict"] for row in rows} == {
+        "cpu": "no verdict", "cpu_fast": "no verdict (fast recipe, not the paper's protocol)"}
+
+
 def test_trials_table_lists_only_fast_recipe_records(params, paper):
     recipe = {**resolve_profile(params, "cpu_fast"), "name": "cpu_fast"}
     records = [make_record(params, "c10_a56_arl_mixed", 0, 30.0),

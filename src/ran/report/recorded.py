@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ran.config import all_runs, resolve_profile, uses_fast_recipe
 from ran.data import DATASET_LABELS
-from ran.report.comparison import REFERENCE_PROFILE, TOLERANCE_PP, mean_std, protocol_gap, verdict
+from ran.report.comparison import FAST_RECIPE, REFERENCE_PROFILE, TOLERANCE_PP, mean_std, protocol_gap, verdict
 from ran.report.formats import Column, Table, to_markdown
 from ran.report.matching import match_run, paper_criteria
 
@@ -90,6 +90,12 @@ def recorded_table(params: dict, paper: dict, records: list[dict]) -> Table:
     return Table("recorded", "Recorded results", caption, columns, rows)
 
 
+def short_verdict(verdict: str) -> str:
+    """A verdict without the list of departures from the paper's protocol, save the fast recipe's label."""
+    short = verdict.split(":")[0]
+    return f"{short} ({FAST_RECIPE})" if FAST_RECIPE in verdict else short
+
+
 def readme_table(table: Table, records: list[dict]) -> Table:
     """The recorded view narrowed for a repository page: one row per (run, profile), the paper tables it stands
     in joined, the training budget in images, the flip-TTA error beside the headline single-view error."""
@@ -107,7 +113,7 @@ def readme_table(table: Table, records: list[dict]) -> Table:
         images = {r["summary"]["iterations"] * r["training"]["batch_size"] for r in group}
         grouped[key] = {**row, "tables": row["table"], "images": _one(f"{n:,}" for n in images),
                         "tta": f"{mean_std(tta)[0]:.2f}" if None not in tta else "—",
-                        "verdict": row["verdict"].split(":")[0]}
+                        "verdict": short_verdict(row["verdict"])}
     columns = [Column("tables", "paper tables"), Column("model", "model"), Column("paper", "paper (%)"),
                Column("ours", "ours (%)"), Column("tta", "ours, flip TTA (%)"), Column("profile", "profile"),
                Column("images", "training images"), Column("device", "device"), Column("verdict", "verdict"),
