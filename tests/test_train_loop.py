@@ -3,6 +3,7 @@
 import csv
 import json
 import re
+import types
 from pathlib import Path
 
 import keras
@@ -10,7 +11,14 @@ import numpy as np
 import pytest
 
 from ran.train.checkpoint import CheckpointError
-from ran.train.loop import Interrupted, TrainingDiverged, resolve_jit, resolve_precision, train_seed
+from ran.train.loop import (
+    Interrupted,
+    ProgressLines,
+    TrainingDiverged,
+    resolve_jit,
+    resolve_precision,
+    train_seed,
+)
 
 TRAINING = {"batch_size": 8, "base_lr": 0.01, "lr_decay_at": [0.4, 0.6], "lr_decay_factor": 0.1, "momentum": 0.9,
             "nesterov": True, "weight_decay": 1e-4, "pad": 4, "flip": True, "mixed_precision": "auto",
@@ -185,6 +193,15 @@ def test_one_console_line_per_checkpoint_segment(tmp_path, capsys):
     assert [line.split("iteration ")[1].split(",")[0] for line in lines] == ["4/12", "8/12", "12/12"]
     assert all(re.search(r"loss \d+\.\d{4}, \d+\.\d images/s, \d+ min left$", line) for line in lines)
     assert lines[0].startswith("train: tiny seed 0: iteration 4/12")
+
+
+def test_time_left_counts_validation_and_checkpoints_not_only_training(capsys):
+    """10 iterations of batch 10 in 100 s of training and 150 s of wall clock: 1.0 images/s, and the 20 iterations
+    left take 300 s at the wall-clock pace (200 s at the training speed alone)."""
+    lines = ProgressLines("tiny seed 0", 30, 10, 0, {"train_s": 0.0, "total_s": 0.0})
+    bar = types.SimpleNamespace(disable=True)
+    assert lines.segment(10, 2.5, {"train_s": 100.0, "total_s": 150.0}, bar).endswith("1.0 images/s, 5 min left")
+    assert lines.segment(20, 2.0, {"train_s": 110.0, "total_s": 750.0}, bar).endswith("10.0 images/s, 10 min left")
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's inter-op threads")

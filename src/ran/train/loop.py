@@ -69,19 +69,20 @@ class FirstNonFiniteStep(keras.metrics.Metric):
 
 class ProgressLines:
     """One line per checkpoint segment on stdout (the console of Snakemake, whose rules send stderr to the job's
-    log) and in the log: run, iteration/total, loss, images/s since the last line, time left at that speed."""
+    log) and in the log: run, iteration/total, loss, training images/s since the last line, and the time left at
+    the wall-clock pace since the last line, which also counts validation and checkpoints."""
 
-    def __init__(self, name: str, iterations: int, batch: int, start: int, train_s: float):
+    def __init__(self, name: str, iterations: int, batch: int, start: int, clock: dict):
         self.name, self.iterations, self.batch = name, iterations, batch
-        self.step, self.train_s = start, train_s
+        self.step, self.train_s, self.total_s = start, clock["train_s"], clock["total_s"]
 
-    def segment(self, stop: int, loss: float, train_s: float, bar) -> str:
-        seconds = max(train_s - self.train_s, 1e-9)
-        speed = (stop - self.step) * self.batch / seconds
-        left = (self.iterations - stop) * self.batch / speed if speed else 0.0
+    def segment(self, stop: int, loss: float, clock: dict, bar) -> str:
+        done = stop - self.step
+        speed = done * self.batch / max(clock["train_s"] - self.train_s, 1e-9)
+        left = (self.iterations - stop) * (clock["total_s"] - self.total_s) / done if done else 0.0
         line = (f"train: {self.name}: iteration {stop}/{self.iterations}, loss {loss:.4f}, {speed:.1f} images/s, "
                 f"{left / 60:.0f} min left")
-        self.step, self.train_s = stop, train_s
+        self.step, self.train_s, self.total_s = stop, clock["train_s"], clock["total_s"]
         print(line, flush=True)
         if not bar.disable:
             bar.write(line, file=sys.stderr)
@@ -468,8 +469,7 @@ def train_seed(
     per_pass = steps_per_pass(len(images), batch)
     bar = tqdm(total=iterations, initial=state.step, disable=not progress, desc=f"seed {seed}", unit="it",
                dynamic_ncols=True)
-    report = ProgressLines(f"{record.get('run', 'run')} seed {seed}", iterations, batch, state.step,
-                           state.clock["train_s"])
+    report = ProgressLines(f"{record.get('run', 'run')} seed {seed}", iterations, batch, state.step, state.elapsed())
     print(f"train: {report.name}: {'resuming at' if state.step else 'starting at'} iteration {state.step}/"
           f"{iterations}, checkpoint every {config.checkpoint_every} iterations in {checkpoint_dir}", flush=True)
     val_error = None
@@ -504,7 +504,7 @@ def train_seed(
             bar.update(stop - start)
             bar.set_postfix(loss=f"{logs['loss'][-1]:.3f}", lr=f"{schedule.value_at(stop - 1):g}")
             if stop % config.checkpoint_every == 0 or stop == iterations:
-                report.segment(stop, logs["loss"][-1], state.clock["train_s"], bar)
+                report.segment(stop, logs["loss"][-1], state.elapsed(), bar)
             if interrupt_after is not None and stop >= interrupt_after:
                 raise Interrupted(f"interrupted after iteration {stop} (test hook)")
     finally:
