@@ -195,7 +195,7 @@ def test_one_console_line_per_checkpoint_segment(tmp_path, capsys):
     assert lines[0].startswith("train: tiny seed 0: iteration 4/12")
 
 
-def test_time_left_counts_validation_and_checkpoints_not_only_training(capsys):
+def test_time_left_counts_validation_and_checkpoints_not_only_training():
     """10 iterations of batch 10 in 100 s of training and 150 s of wall clock: 1.0 images/s, and the 20 iterations
     left take 300 s at the wall-clock pace (200 s at the training speed alone)."""
     lines = ProgressLines("tiny seed 0", 30, 10, 0, {"train_s": 0.0, "total_s": 0.0})
