@@ -16,6 +16,7 @@ from ran.report.recorded import (
     readme_section,
     readme_table,
     recorded_table,
+    standard_error_pp,
     trials_table,
     update_readme,
 )
@@ -91,7 +92,13 @@ def test_trials_table_lists_only_fast_recipe_records(params, paper):
     records[1]["result"]["validation_error_pct"] = 21.5
     rows = trials_table(records).rows
     assert [(row["profile"], row["test"], row["validation"]) for row in rows] == [("cpu_fast", "20.00",
-                                                                                    "21.50 (5,000)")]
+                                                                                    "21.50 ± 0.58 (5,000)")]
+    assert rows[0]["time"] == "0 min at 128/s" and rows[0]["decay"] == "0.0001"
+
+
+def test_standard_error_of_a_validation_error():
+    assert standard_error_pp(50.0, 10_000) == pytest.approx(0.5)  # sqrt(0.25 / 10,000) = 0.005
+    assert standard_error_pp(0.0, 5_000) == 0.0
 
 
 def test_update_readme_replaces_only_the_block(tmp_path, params, paper):

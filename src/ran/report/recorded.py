@@ -124,28 +124,39 @@ def readme_table(table: Table, records: list[dict]) -> Table:
     return Table("recorded_readme", "Recorded results", caption, columns, list(grouped.values()))
 
 
+def standard_error_pp(error_pct: float, images: int) -> float:
+    """The binomial standard error, in points, of an error rate measured on `images` images: how far two trials'
+    validation errors may differ by the draw of the held-out images alone."""
+    rate = error_pct / 100
+    return 100 * (rate * (1 - rate) / images) ** 0.5
+
+
 def trials_table(records: list[dict]) -> Table:
     """Every recorded fast-recipe run with its settings, images, validation error (what chose the settings) and
     test error (read once per final setting, never used to choose): the tuning table of docs/recipe.md."""
     rows = []
     for record in sorted(records, key=lambda r: (r["profile"], r["run"], r["seed"])):
-        training, result = record["training"], record["result"]
+        training, result, summary = record["training"], record["result"], record["summary"]
         if not uses_fast_recipe(training):
             continue
-        validation = result.get("validation_error_pct")
+        validation, held_out = result.get("validation_error_pct"), training.get("validation", 0)
         rows.append({"profile": record["profile"], "run": record["run"], "seed": record["seed"],
                      "batch": training["batch_size"], "peak_lr": f"{training['base_lr']:g}",
                      "warmup": f"{training.get('warmup', 0):g}", "smoothing": f"{training.get('label_smoothing', 0):g}",
-                     "ema": f"{training.get('ema', 0):g}",
-                     "images": f"{record['summary']['iterations'] * training['batch_size']:,}",
-                     "validation": f"{validation:.2f} ({training.get('validation', 0):,})" if validation is not None
-                     else "—", "test": f"{result['top1_error_pct']:.2f}", "device": record["device"]})
+                     "ema": f"{training.get('ema', 0):g}", "decay": f"{training['weight_decay']:g}",
+                     "images": f"{summary['iterations'] * training['batch_size']:,}",
+                     "validation": f"{validation:.2f} ± {standard_error_pp(validation, held_out):.2f} ({held_out:,})"
+                     if validation is not None else "—", "test": f"{result['top1_error_pct']:.2f}",
+                     "time": f"{summary['train_wall_s'] / 60:.0f} min at {summary['images_per_s']:.0f}/s",
+                     "device": record["device"]})
     columns = [Column(key, label) for key, label in (
         ("profile", "profile"), ("run", "run"), ("seed", "seed"), ("batch", "batch"), ("peak_lr", "peak lr"),
-        ("warmup", "warm-up"), ("smoothing", "label smoothing"), ("ema", "EMA"), ("images", "training images"),
-        ("validation", "validation error % (images)"), ("test", "test error %"), ("device", "device"))]
+        ("warmup", "warm-up"), ("smoothing", "label smoothing"), ("ema", "EMA"), ("decay", "weight decay"),
+        ("images", "training images"), ("validation", "validation error % ± s.e. (images)"),
+        ("test", "test error %"), ("time", "training time (images/s)"), ("device", "device"))]
     caption = ("Fast-recipe runs recorded in workflow/resources/records: settings are chosen on the validation "
-               "error (held-out training images); the test error is read once per final setting.")
+               "error (held-out training images; ± its binomial standard error); the test error is read once per "
+               "final setting.")
     return Table("recipe_trials", "Fast-recipe trials", caption, columns, rows)
 
 
