@@ -138,14 +138,15 @@ def error_vs_images(records: list[dict], paper_error: dict[str, float], paper_im
         return placeholder(stem, "no recorded runs yet",
                            "workflow/resources/records is empty: `ran record --profile P` adds finished real runs")
     profiles = sorted({record["profile"] for record in records})
-    markers = dict(zip(profiles, "osv^<>PX*", strict=False))
-    fig, axes = new_figure(width=7.5, height=4.2)
+    # filled markers only (the hollow diamond is the paper's), one a profile; they repeat past the 13th profile
+    markers = {profile: "osv^<>PX*hp8H"[i % 13] for i, profile in enumerate(profiles)}
+    fig, axes = new_figure(width=9.0, height=4.2)
     ax = axes[0][0]
     for colour, run_id in enumerate(runs):
         colour = f"C{colour % 10}"
         for record in (r for r in records if r["run"] == run_id):
             images = record["summary"]["iterations"] * record["training"]["batch_size"]
-            ax.plot([images], [record["result"]["top1_error_pct"]], markers.get(record["profile"], "o"),
+            ax.plot([images], [record["result"]["top1_error_pct"]], markers[record["profile"]],
                     color=colour, label=f"{run_id}, {record['profile']}")
         if run_id in paper_error:
             ax.plot([paper_images], [paper_error[run_id]], "D", markerfacecolor="none", color=colour,
@@ -155,6 +156,6 @@ def error_vs_images(records: list[dict], paper_error: dict[str, float], paper_im
     ax.set_ylabel("top-1 test error (%)")
     ax.set_title("Recorded runs against the paper's budget (hollow diamonds: the paper's protocol)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # beside: never on a point
     fig.tight_layout()
     return save_figure(fig, stem)
