@@ -85,6 +85,26 @@ def test_readme_rows_of_the_fast_recipe_say_so(params, paper):
         "cpu": "no verdict", "cpu_fast": "no verdict (fast recipe, not the paper's protocol)"}
 
 
+def recipe_record(params, profile, test, validation, batch_size=128, iterations=20):
+    training = {**resolve_profile(params, "cpu_fast"), "name": profile, "batch_size": batch_size}
+    record = make_record(params, "c10_a56_arl_mixed", 0, test, profile=profile, training=training)
+    record["summary"]["iterations"] = iterations
+    record["result"]["validation_error_pct"] = validation
+    return record
+
+
+def test_readme_shows_of_the_trials_at_a_budget_the_one_chosen_on_validation(params, paper):
+    records = [make_record(params, "c10_a56_arl_mixed", 0, 30.0),
+               recipe_record(params, "cpu_fast", 20.0, 25.0),  # 2,560 images: its test error is lower ...
+               recipe_record(params, "cpu_fast_b64", 22.0, 24.0, batch_size=64, iterations=40),  # ... not chosen by it
+               recipe_record(params, "cpu_fast_budget", 28.0, 30.0, iterations=10)]  # alone at its budget
+    shown = {row["profile"] for row in readme_table(recorded_table(params, paper, records), records).rows}
+    assert shown == {"cpu", "cpu_fast_b64", "cpu_fast_budget"}
+    records[2]["result"]["validation_error_pct"] = None  # a trial without validation: nothing to choose by
+    shown = {row["profile"] for row in readme_table(recorded_table(params, paper, records), records).rows}
+    assert shown == {"cpu", "cpu_fast", "cpu_fast_b64", "cpu_fast_budget"}
+
+
 def test_trials_table_lists_only_fast_recipe_records(params, paper):
     recipe = {**resolve_profile(params, "cpu_fast"), "name": "cpu_fast"}
     records = [make_record(params, "c10_a56_arl_mixed", 0, 30.0),
