@@ -100,6 +100,8 @@ def test_readme_shows_of_the_trials_at_a_budget_the_one_chosen_on_validation(par
                recipe_record(params, "cpu_fast_budget", 28.0, 30.0, iterations=10)]  # alone at its budget
     shown = {row["profile"] for row in readme_table(recorded_table(params, paper, records), records).rows}
     assert shown == {"cpu", "cpu_fast_b64", "cpu_fast_budget"}
+    assert {row["profile"]: row["chosen"] for row in trials_table(records).rows} == {
+        "cpu_fast": "", "cpu_fast_b64": "yes", "cpu_fast_budget": "yes"}
     records[2]["result"]["validation_error_pct"] = None  # a trial without validation: nothing to choose by
     shown = {row["profile"] for row in readme_table(recorded_table(params, paper, records), records).rows}
     assert shown == {"cpu", "cpu_fast", "cpu_fast_b64", "cpu_fast_budget"}

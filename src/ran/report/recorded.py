@@ -161,7 +161,7 @@ def standard_error_pp(error_pct: float, images: int) -> float:
 def trials_table(records: list[dict]) -> Table:
     """Every recorded fast-recipe run with its settings, images, validation error (what chose the settings) and
     test error (read once per final setting, never used to choose): the tuning table of docs/recipe.md."""
-    rows = []
+    rows, not_chosen = [], trials_not_chosen(records)
     for record in sorted(records, key=lambda r: (r["profile"], r["run"], r["seed"])):
         training, result, summary = record["training"], record["result"], record["summary"]
         if not uses_fast_recipe(training):
@@ -175,15 +175,16 @@ def trials_table(records: list[dict]) -> Table:
                      "validation": f"{validation:.2f} ± {standard_error_pp(validation, held_out):.2f} ({held_out:,})"
                      if validation is not None else "—", "test": f"{result['top1_error_pct']:.2f}",
                      "time": f"{summary['train_wall_s'] / 60:.0f} min at {summary['images_per_s']:.0f}/s",
+                     "chosen": "" if (record["run"], record["profile"]) in not_chosen else "yes",
                      "device": record["device"]})
     columns = [Column(key, label) for key, label in (
         ("profile", "profile"), ("run", "run"), ("seed", "seed"), ("batch", "batch"), ("peak_lr", "peak lr"),
         ("warmup", "warm-up"), ("smoothing", "label smoothing"), ("ema", "EMA"), ("decay", "weight decay"),
         ("images", "training images"), ("validation", "validation error % ± s.e. (images)"),
-        ("test", "test error %"), ("time", "training time (images/s)"), ("device", "device"))]
+        ("test", "test error %"), ("time", "training time (images/s)"), ("chosen", "chosen"), ("device", "device"))]
     caption = ("Fast-recipe runs recorded in workflow/resources/records: settings are chosen on the validation "
                "error (held-out training images; ± its binomial standard error); the test error is read once per "
-               "final setting.")
+               "final setting. Chosen: of a run's trials at one budget, the lowest validation error (the README's row).")
     return Table("recipe_trials", "Fast-recipe trials", caption, columns, rows)
 
 
