@@ -184,7 +184,8 @@ def trials_table(records: list[dict]) -> Table:
         ("test", "test error %"), ("time", "training time (images/s)"), ("chosen", "chosen"), ("device", "device"))]
     caption = ("Fast-recipe runs recorded in workflow/resources/records: settings are chosen on the validation "
                "error (held-out training images; ± its binomial standard error); the test error is read once per "
-               "final setting. Chosen: of a run's trials at one budget, the lowest validation error (the README's row).")
+               "final setting. Chosen: of a run's trials at one budget, the lowest validation error (the README's "
+               "row).")
     return Table("recipe_trials", "Fast-recipe trials", caption, columns, rows)
 
 
